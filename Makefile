@@ -1,0 +1,96 @@
+# mrtd: make run builds everything and runs the main job; make test runs the
+# whole suite. See README.md.
+
+SHELL := /bin/bash
+GO ?= go
+export GOFLAGS := -buildvcs=false
+
+BUILD := build
+RUNC_VERSION := $(shell awk '$$1 == "require" && $$2 == "github.com/opencontainers/runc" { print $$3 } \
+	$$1 == "github.com/opencontainers/runc" { print $$2 }' tools/runc/go.mod)
+# debootstrap (and reading what it made) needs root.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+DEB_PACKAGES := debootstrap libseccomp-dev pkg-config gcc libc6-dev
+
+GO_SOURCES := $(shell find . -name '*.go' -not -path './tools/runc/*' -not -path './$(BUILD)/*') go.mod go.sum
+EMBEDDED := assets/embedded
+
+.PHONY: all run test bench deps runc rootfs clean distclean fmt-check
+
+all: bin/mrtd
+
+run: bin/mrtd
+	bin/mrtd run -- python3 -V
+
+## deps: install the Debian packages the build needs (as root), or say how.
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+		echo "apt-get install -y" $$missing; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	else \
+		echo "make: missing Debian packages; run: sudo apt-get install -y" $$missing >&2; exit 1; \
+	fi
+
+## runc: compile the pinned runc release from the Go module proxy, static, with seccomp.
+runc: $(BUILD)/runc
+$(BUILD)/runc: tools/runc/go.mod tools/runc/go.sum | deps
+	@mkdir -p $(BUILD)
+	@test -n "$(RUNC_VERSION)" || { echo "make: no runc version in tools/runc/go.mod" >&2; exit 1; }
+	@echo "building runc $(RUNC_VERSION) from the Go module proxy"
+	cd tools/runc && CGO_ENABLED=1 $(GO) build -trimpath \
+		-tags "seccomp urfave_cli_no_docs netgo osusergo" \
+		-ldflags "-s -w -X main.version=$(RUNC_VERSION:v%=%) -X main.gitCommit=$(RUNC_VERSION) -extldflags -static" \
+		-o $(CURDIR)/$@.tmp github.com/opencontainers/runc
+	mv $@.tmp $@
+	$@ --version | head -1
+
+## rootfs: Debian bookworm minbase + python3, slimmed and packed deterministically.
+rootfs: $(BUILD)/rootfs.tar.zst
+$(BUILD)/rootfs.tar.zst: tools/rootfs/build.sh | deps
+	@mkdir -p $(BUILD)
+	$(SUDO) rm -rf $(BUILD)/rootfs $(BUILD)/rootfs.tmp
+	$(SUDO) tools/rootfs/build.sh $(BUILD)/rootfs
+	$(GO) build -o $(BUILD)/pack ./tools/pack
+	$(SUDO) $(BUILD)/pack -o $@ $(BUILD)/rootfs
+	$(SUDO) chown $$(id -u):$$(id -g) $@ $@.sha256
+	@cat $@.sha256
+
+$(EMBEDDED)/runc: $(BUILD)/runc
+	@mkdir -p $(EMBEDDED)
+	cp $< $@
+	cd $(EMBEDDED) && sha256sum runc > runc.sha256
+	$< --version | awk 'NR == 1 { print $$3 }' > $(EMBEDDED)/runc.version
+
+$(EMBEDDED)/rootfs.tar.zst: $(BUILD)/rootfs.tar.zst
+	@mkdir -p $(EMBEDDED)
+	cp $< $@
+	cp $<.sha256 $@.sha256
+
+bin/mrtd: $(GO_SOURCES) $(EMBEDDED)/runc $(EMBEDDED)/rootfs.tar.zst
+	@mkdir -p bin
+	CGO_ENABLED=0 $(GO) build -trimpath -tags mrtd_assets -ldflags "-s -w" -o $@ ./cmd/mrtd
+
+fmt-check:
+	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './$(BUILD)/*')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+## test: gofmt, vet, and every test with -race, integration tests included.
+test: fmt-check $(BUILD)/runc bin/mrtd
+	$(GO) vet ./...
+	MRTD_INTEGRATION=1 MRTD_RUNC=$(CURDIR)/$(BUILD)/runc MRTD_BIN=$(CURDIR)/bin/mrtd \
+		$(GO) test -race -count=1 ./...
+
+## bench: ratios against raw runc, measured in the same run.
+bench: $(BUILD)/runc bin/mrtd
+	$(GO) run ./tools/bench -runc $(CURDIR)/$(BUILD)/runc -mrtd $(CURDIR)/bin/mrtd -archive $(CURDIR)/$(BUILD)/rootfs.tar.zst
+
+## clean: remove what is quick to rebuild; keeps the rootfs.
+clean:
+	rm -rf bin $(EMBEDDED) $(BUILD)/runc $(BUILD)/pack
+
+## distclean: remove every build output, the rootfs included.
+distclean: clean
+	$(SUDO) rm -rf $(BUILD)

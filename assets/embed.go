@@ -1,0 +1,26 @@
+//go:build mrtd_assets
+
+package assets
+
+import _ "embed"
+
+// The Makefile writes these files into assets/embedded/ and builds bin/mrtd
+// with -tags mrtd_assets. They are build outputs and never committed.
+
+var (
+	//go:embed embedded/runc
+	embeddedRunc []byte
+	//go:embed embedded/runc.sha256
+	embeddedRuncSum string
+	//go:embed embedded/runc.version
+	embeddedRuncVersion string
+	//go:embed embedded/rootfs.tar.zst
+	embeddedRootfs []byte
+	//go:embed embedded/rootfs.tar.zst.sha256
+	embeddedRootfsSum string
+)
+
+// Builtin returns the assets compiled into this binary.
+func Builtin() (*Embedded, error) {
+	return newEmbedded(embeddedRunc, embeddedRuncSum, embeddedRuncVersion, embeddedRootfs, embeddedRootfsSum)
+}

@@ -1,0 +1,88 @@
+package assets
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// ErrNotEmbedded is returned by Builtin in a binary built without assets.
+var ErrNotEmbedded = errors.New("this mrtd was built without embedded runc and rootfs: build it with `make`, or pass --runc and --rootfs")
+
+// Embedded describes the runc binary and rootfs archive carried by mrtd,
+// with the sha256 digests recorded when they were built.
+type Embedded struct {
+	Runc         []byte
+	RuncDigest   string
+	RuncVersion  string
+	Rootfs       []byte
+	RootfsDigest string
+}
+
+func newEmbedded(runc []byte, runcSum, runcVersion string, rootfs []byte, rootfsSum string) (*Embedded, error) {
+	e := &Embedded{
+		Runc:         runc,
+		RuncDigest:   firstField(runcSum),
+		RuncVersion:  strings.TrimSpace(runcVersion),
+		Rootfs:       rootfs,
+		RootfsDigest: firstField(rootfsSum),
+	}
+	if !validDigest(e.RuncDigest) || !validDigest(e.RootfsDigest) {
+		return nil, errors.New("embedded asset digests are malformed: rebuild mrtd with `make`")
+	}
+	return e, nil
+}
+
+// RootfsArchive returns the embedded rootfs as an Archive for Cache.Rootfs.
+func (e *Embedded) RootfsArchive() *Archive {
+	return &Archive{
+		Name:   "embedded rootfs",
+		Digest: e.RootfsDigest,
+		Size:   int64(len(e.Rootfs)),
+		Open: func() (io.ReadCloser, error) {
+			return io.NopCloser(bytes.NewReader(e.Rootfs)), nil
+		},
+	}
+}
+
+// firstField returns the digest from a "sha256sum"-style line.
+func firstField(s string) string {
+	f := strings.Fields(s)
+	if len(f) == 0 {
+		return ""
+	}
+	return f[0]
+}
+
+func validDigest(d string) bool {
+	if len(d) != 64 {
+		return false
+	}
+	for _, c := range d {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// DigestMismatchError reports an archive whose content does not hash to the
+// digest it was recorded with.
+type DigestMismatchError struct {
+	Name     string
+	Expected string
+	Actual   string
+}
+
+func (e *DigestMismatchError) Error() string {
+	return fmt.Sprintf("%s is corrupt: sha256 %s, expected %s (rebuild mrtd with `make`, or pass another --rootfs)", e.Name, short(e.Actual), short(e.Expected))
+}
+
+func short(d string) string {
+	if len(d) > 12 {
+		return d[:12]
+	}
+	return d
+}

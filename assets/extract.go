@@ -1,0 +1,433 @@
+package assets
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"golang.org/x/sys/unix"
+)
+
+// MountPoints are the directories every rootfs must have: runc mounts over
+// them, and creating them at run time would write into the shared tree.
+var MountPoints = []string{"proc", "sys", "dev", "tmp", "run"}
+
+// Owner is a numeric uid and gid.
+type Owner struct {
+	UID, GID int
+}
+
+// UnsafeEntryError reports an archive entry that would be written outside the
+// extraction target, or through something that is not a directory.
+type UnsafeEntryError struct {
+	Entry  string
+	Reason string
+}
+
+func (e *UnsafeEntryError) Error() string {
+	return fmt.Sprintf("unsafe archive entry %q: %s (the archive is malformed or malicious; rebuild it)", e.Entry, e.Reason)
+}
+
+// ErrNotArchive is returned for input that is neither a tar nor a zstd stream.
+var ErrNotArchive = errors.New("not a tar or tar.zst archive")
+
+// extractOptions tune extract.
+type extractOptions struct {
+	// Owner, when set, is given every entry (used when mrtd runs as root and
+	// the containers' root is an unprivileged host uid).
+	Owner *Owner
+	// DropSetID clears setuid and setgid bits.
+	DropSetID bool
+	// Progress, when set, is called about once a second once extraction has
+	// taken longer than a second, with the compressed bytes consumed so far.
+	Progress func(done int64)
+}
+
+// extractStats counts what extract did.
+type extractStats struct {
+	Files, Dirs, Symlinks, Hardlinks, Skipped int
+	Bytes                                     int64
+}
+
+// countingReader counts bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// decompress detects a zstd stream or a plain tar and returns a reader of the
+// tar bytes. close releases the decoder.
+func decompress(r io.Reader) (tr io.Reader, close func(), err error) {
+	br := bufio.NewReaderSize(r, 1<<16)
+	magic, err := br.Peek(512)
+	if len(magic) >= 4 && bytes.Equal(magic[:4], []byte{0x28, 0xb5, 0x2f, 0xfd}) {
+		d, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(2))
+		if err != nil {
+			return nil, nil, fmt.Errorf("zstd: %w", err)
+		}
+		return d, d.Close, nil
+	}
+	if len(magic) == 512 && (bytes.Equal(magic[257:262], []byte("ustar")) || allZero(magic)) {
+		return br, func() {}, nil
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, nil, err
+	}
+	return nil, nil, ErrNotArchive
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// cleanName validates an entry name (or hardlink target) and returns it
+// relative to the extraction root, "" for the root itself.
+func cleanName(name string) (string, error) {
+	if name == "" {
+		return "", errors.New("empty name")
+	}
+	if strings.HasPrefix(name, "/") {
+		return "", errors.New("absolute path")
+	}
+	for _, part := range strings.Split(name, "/") {
+		if part == ".." {
+			return "", errors.New("path contains \"..\"")
+		}
+	}
+	c := path.Clean(name)
+	if c == "." {
+		return "", nil
+	}
+	return c, nil
+}
+
+// extractor writes one archive into a fresh directory. It keeps the set of
+// directories and files it created itself: every entry's parent must be one of
+// its own directories, so no write can pass through a symlink, and a hardlink
+// may only point at a regular file it wrote.
+type extractor struct {
+	root  string
+	opts  extractOptions
+	dirs  map[string]*tar.Header // "" is the root
+	files map[string]byte        // typeflag of every non-directory
+	buf   []byte
+	stats extractStats
+}
+
+// extract unpacks the tar (optionally zstd-compressed) stream r into root,
+// which must be an empty directory.
+func extract(r io.Reader, root string, opts extractOptions) (extractStats, error) {
+	x := &extractor{
+		root:  root,
+		opts:  opts,
+		dirs:  map[string]*tar.Header{"": nil},
+		files: map[string]byte{},
+		buf:   make([]byte, 1<<20),
+	}
+	counted := &countingReader{r: r}
+	tarStream, closeFn, err := decompress(counted)
+	if err != nil {
+		return x.stats, err
+	}
+	defer closeFn()
+
+	start := time.Now()
+	lastReport := start
+	tr := tar.NewReader(tarStream)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return x.stats, fmt.Errorf("reading archive: %w", err)
+		}
+		if err := x.entry(hdr, tr); err != nil {
+			return x.stats, err
+		}
+		if opts.Progress != nil {
+			if now := time.Now(); now.Sub(lastReport) >= time.Second {
+				lastReport = now
+				opts.Progress(counted.n)
+			}
+		}
+	}
+	// Read the compressed stream to its end: a zstd frame's checksum is
+	// only verified once the decoder reaches it.
+	if _, err := io.Copy(io.Discard, tarStream); err != nil {
+		return x.stats, fmt.Errorf("reading archive: %w", err)
+	}
+	if err := x.mountPoints(); err != nil {
+		return x.stats, err
+	}
+	return x.stats, x.finishDirs()
+}
+
+func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
+	name, err := cleanName(hdr.Name)
+	if err != nil {
+		return &UnsafeEntryError{Entry: hdr.Name, Reason: err.Error()}
+	}
+	switch hdr.Typeflag {
+	case tar.TypeDir:
+		return x.dir(name, hdr)
+	case tar.TypeReg, tar.TypeRegA:
+		return x.file(name, hdr, r)
+	case tar.TypeSymlink:
+		return x.symlink(name, hdr)
+	case tar.TypeLink:
+		return x.hardlink(name, hdr)
+	default:
+		// Device nodes, FIFOs and anything else: runc provides /dev, and
+		// nothing else in a rootfs needs special files.
+		x.stats.Skipped++
+		return nil
+	}
+}
+
+func (x *extractor) full(name string) string {
+	return filepath.Join(x.root, filepath.FromSlash(name))
+}
+
+// parent makes sure the parent directory of name exists and is one that
+// this extraction created.
+func (x *extractor) parent(entry, name string) error {
+	return x.mkdirAll(entry, path.Dir(name))
+}
+
+func (x *extractor) mkdirAll(entry, dir string) error {
+	if dir == "." {
+		dir = ""
+	}
+	if _, ok := x.dirs[dir]; ok {
+		return nil
+	}
+	if t, ok := x.files[dir]; ok {
+		reason := "its parent is not a directory"
+		if t == tar.TypeSymlink {
+			reason = "it would be written through a symlink"
+		}
+		return &UnsafeEntryError{Entry: entry, Reason: reason}
+	}
+	if err := x.mkdirAll(entry, path.Dir(dir)); err != nil {
+		return err
+	}
+	if err := os.Mkdir(x.full(dir), 0o700); err != nil {
+		return err
+	}
+	x.dirs[dir] = &tar.Header{Mode: 0o755, ModTime: time.Unix(0, 0)}
+	x.stats.Dirs++
+	return nil
+}
+
+func (x *extractor) mode(hdr *tar.Header) os.FileMode {
+	m := os.FileMode(hdr.Mode).Perm()
+	if hdr.Mode&04000 != 0 && !x.opts.DropSetID {
+		m |= os.ModeSetuid
+	}
+	if hdr.Mode&02000 != 0 && !x.opts.DropSetID {
+		m |= os.ModeSetgid
+	}
+	if hdr.Mode&01000 != 0 {
+		m |= os.ModeSticky
+	}
+	return m
+}
+
+func (x *extractor) dir(name string, hdr *tar.Header) error {
+	if _, ok := x.files[name]; ok {
+		return &UnsafeEntryError{Entry: hdr.Name, Reason: "a directory replaces a file or symlink"}
+	}
+	if err := x.mkdirAll(hdr.Name, name); err != nil {
+		return err
+	}
+	x.dirs[name] = hdr
+	return nil
+}
+
+// replace makes room for a non-directory entry at name.
+func (x *extractor) replace(hdr *tar.Header, name string) error {
+	if name == "" {
+		return &UnsafeEntryError{Entry: hdr.Name, Reason: "it names the root directory"}
+	}
+	if _, ok := x.dirs[name]; ok {
+		return &UnsafeEntryError{Entry: hdr.Name, Reason: "it replaces a directory"}
+	}
+	if err := x.parent(hdr.Name, name); err != nil {
+		return err
+	}
+	if _, ok := x.files[name]; ok {
+		// A later entry replaces an earlier one, as tar does.
+		if err := os.Remove(x.full(name)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (x *extractor) file(name string, hdr *tar.Header, r io.Reader) error {
+	if err := x.replace(hdr, name); err != nil {
+		return err
+	}
+	p := x.full(name)
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return err
+	}
+	n, err := io.CopyBuffer(fileWriter{f}, r, x.buf)
+	if err == nil && n != hdr.Size {
+		err = io.ErrUnexpectedEOF
+	}
+	if err == nil && x.opts.Owner != nil {
+		err = f.Chown(x.opts.Owner.UID, x.opts.Owner.GID)
+	}
+	if err == nil {
+		// After chown, which clears setuid/setgid bits.
+		err = f.Chmod(x.mode(hdr))
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = setTimes(p, hdr.ModTime)
+	}
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", hdr.Name, err)
+	}
+	x.files[name] = tar.TypeReg
+	x.stats.Files++
+	x.stats.Bytes += n
+	return nil
+}
+
+// fileWriter hides *os.File's ReadFrom so CopyBuffer uses our buffer rather
+// than trying copy_file_range or splice on a reader that is not a file.
+type fileWriter struct{ f *os.File }
+
+func (w fileWriter) Write(p []byte) (int, error) { return w.f.Write(p) }
+
+func (x *extractor) symlink(name string, hdr *tar.Header) error {
+	if err := x.replace(hdr, name); err != nil {
+		return err
+	}
+	if hdr.Linkname == "" {
+		return &UnsafeEntryError{Entry: hdr.Name, Reason: "symlink without a target"}
+	}
+	p := x.full(name)
+	// The target is stored as is: it is only ever resolved inside the
+	// container, and this extraction never follows it.
+	if err := os.Symlink(hdr.Linkname, p); err != nil {
+		return err
+	}
+	if x.opts.Owner != nil {
+		if err := os.Lchown(p, x.opts.Owner.UID, x.opts.Owner.GID); err != nil {
+			return err
+		}
+	}
+	if err := setTimes(p, hdr.ModTime); err != nil {
+		return err
+	}
+	x.files[name] = tar.TypeSymlink
+	x.stats.Symlinks++
+	return nil
+}
+
+func (x *extractor) hardlink(name string, hdr *tar.Header) error {
+	target, err := cleanName(hdr.Linkname)
+	if err != nil {
+		return &UnsafeEntryError{Entry: hdr.Name, Reason: "hardlink target: " + err.Error()}
+	}
+	if t, ok := x.files[target]; !ok || t != tar.TypeReg {
+		return &UnsafeEntryError{Entry: hdr.Name, Reason: fmt.Sprintf("hardlink to %q, which is not a file extracted before it", hdr.Linkname)}
+	}
+	if target == name {
+		return nil
+	}
+	if err := x.replace(hdr, name); err != nil {
+		return err
+	}
+	if err := os.Link(x.full(target), x.full(name)); err != nil {
+		return err
+	}
+	x.files[name] = tar.TypeReg
+	x.stats.Hardlinks++
+	return nil
+}
+
+// mountPoints creates the directories runc mounts over when the archive
+// lacks them.
+func (x *extractor) mountPoints() error {
+	for _, mp := range MountPoints {
+		if _, ok := x.dirs[mp]; ok {
+			continue
+		}
+		if _, ok := x.files[mp]; ok {
+			return fmt.Errorf("the archive's /%s is not a directory; containers need it as a mount point", mp)
+		}
+		mode := int64(0o755)
+		if mp == "tmp" {
+			mode = 0o1777
+		}
+		if err := x.dir(mp, &tar.Header{Name: mp, Mode: mode, ModTime: time.Unix(0, 0)}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// finishDirs applies directory modes, owners and times last, deepest first,
+// so that a read-only directory did not stop its own extraction and its
+// mtime is not changed by the entries written into it.
+func (x *extractor) finishDirs() error {
+	names := make([]string, 0, len(x.dirs))
+	for name := range x.dirs {
+		names = append(names, name)
+	}
+	sort.Slice(names, func(i, j int) bool { return len(names[i]) > len(names[j]) })
+	for _, name := range names {
+		hdr := x.dirs[name]
+		if hdr == nil { // the root: keep it traversable
+			hdr = &tar.Header{Mode: 0o755, ModTime: time.Unix(0, 0)}
+		}
+		p := x.full(name)
+		if x.opts.Owner != nil {
+			if err := os.Lchown(p, x.opts.Owner.UID, x.opts.Owner.GID); err != nil {
+				return err
+			}
+		}
+		if err := os.Chmod(p, x.mode(hdr)); err != nil {
+			return err
+		}
+		if err := setTimes(p, hdr.ModTime); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// setTimes sets the atime and mtime of p, not following a symlink.
+func setTimes(p string, t time.Time) error {
+	ts := unix.NsecToTimespec(t.UnixNano())
+	return unix.UtimesNanoAt(unix.AT_FDCWD, p, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW)
+}

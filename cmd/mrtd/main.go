@@ -1,0 +1,81 @@
+// Command mrtd runs rootless containers from one binary that carries its own
+// runc and root filesystem.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/mrt-project/mrt/config"
+	"github.com/mrt-project/mrt/container"
+)
+
+const usage = `Usage:
+  mrtd run [flags] [--] COMMAND [ARG...]   run one container in the foreground
+  mrtd version                             print mrtd's and runc's versions
+
+mrtd carries runc and a Debian bookworm rootfs with python3. Started by a
+normal user, container root is that user; started as root, it is an
+unprivileged uid (65534 unless --host-uid). Nothing needs to be installed.
+
+Run 'mrtd run --help' for the flags of run.
+
+Exit status of mrtd run: the command's own status (128+N when killed by signal
+N); 125 when mrtd or runc failed; 126 when the command cannot be executed; 127
+when it does not exist in the rootfs; 2 for a usage error.
+`
+
+func main() {
+	os.Exit(mrtd(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func mrtd(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "run":
+		return runCommand(args[1:], stdout, stderr)
+	case "version", "--version":
+		return versionCommand(stdout, stderr)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		return fail(stderr, &config.UsageError{Err: fmt.Errorf("unknown command %q (see `mrtd --help`)", args[0])})
+	}
+}
+
+// fail prints err as one line and returns the exit status it calls for.
+func fail(stderr io.Writer, err error) int {
+	msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
+	fmt.Fprintf(stderr, "mrtd: %s\n", msg)
+	return exitCode(err)
+}
+
+// Exit statuses of mrtd run for its own failures, as podman run uses them.
+const (
+	exitUsage      = 2
+	exitRunFailed  = 125
+	exitCannotExec = 126
+	exitNotFound   = 127
+)
+
+func exitCode(err error) int {
+	var usage *config.UsageError
+	var start *container.StartError
+	switch {
+	case errors.As(err, &usage):
+		return exitUsage
+	case errors.As(err, &start) && start.NotFound():
+		return exitNotFound
+	case errors.As(err, &start) && start.PermissionDenied():
+		return exitCannotExec
+	default:
+		return exitRunFailed
+	}
+}

@@ -1,0 +1,173 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Network and seccomp modes.
+const (
+	NetworkHost = "host"
+	NetworkNone = "none"
+
+	SeccompDefault    = "default"
+	SeccompUnconfined = "unconfined"
+)
+
+// DefaultHostID is the host uid and gid container root maps to when mrtd
+// runs as root: nobody and nogroup on Debian.
+const DefaultHostID = 65534
+
+// Config is what one container (and, later, each worker) is made from.
+type Config struct {
+	// Rootfs is a directory, a .tar or .tar.zst archive, or "" for the
+	// embedded rootfs.
+	Rootfs string
+	// Runc is a runc binary to use instead of the embedded one.
+	Runc string
+	// CacheDir holds extracted assets; RuntimeDir holds runc state and
+	// bundles.
+	CacheDir   string
+	RuntimeDir string
+	// HostUID and HostGID are what container root maps to when mrtd runs as
+	// root.
+	HostUID, HostGID int
+	Network          string
+	Seccomp          string
+	// Env entries are KEY=VALUE.
+	Env      []string
+	Workdir  string
+	Hostname string
+	LogLevel string
+	// Args is the command to run.
+	Args []string
+}
+
+// Default returns the defaults for a process with the given euid and
+// environment lookup (os.LookupEnv in mrtd).
+func Default(euid int, getenv func(string) string) (Config, error) {
+	c := Config{
+		HostUID:  DefaultHostID,
+		HostGID:  DefaultHostID,
+		Network:  NetworkHost,
+		Seccomp:  SeccompDefault,
+		LogLevel: "info",
+	}
+	if euid == 0 {
+		// As for a system service (systemd's CacheDirectory= and
+		// RuntimeDirectory=): /root is not reachable by the unprivileged
+		// uid that container root maps to.
+		c.CacheDir = "/var/cache/mrtd"
+		c.RuntimeDir = "/run/mrtd"
+		return c, nil
+	}
+	if x := getenv("XDG_CACHE_HOME"); filepath.IsAbs(x) {
+		c.CacheDir = filepath.Join(x, "mrtd")
+	} else if h := getenv("HOME"); filepath.IsAbs(h) {
+		c.CacheDir = filepath.Join(h, ".cache", "mrtd")
+	}
+	if x := getenv("XDG_RUNTIME_DIR"); filepath.IsAbs(x) {
+		c.RuntimeDir = filepath.Join(x, "mrtd")
+	} else if c.CacheDir != "" {
+		c.RuntimeDir = filepath.Join(c.CacheDir, "run")
+	}
+	return c, nil
+}
+
+// UsageError is a configuration mistake the user fixes by changing flags or
+// the config file: mrtd exits 2.
+type UsageError struct {
+	Err error
+}
+
+func (e *UsageError) Error() string { return e.Err.Error() }
+func (e *UsageError) Unwrap() error { return e.Err }
+
+func usagef(format string, args ...any) error {
+	return &UsageError{Err: fmt.Errorf(format, args...)}
+}
+
+// RootfsKind says what Config.Rootfs names.
+type RootfsKind int
+
+const (
+	RootfsEmbedded RootfsKind = iota
+	RootfsDir
+	RootfsArchive
+)
+
+// Validate checks c and returns a *UsageError naming the first problem and
+// its fix.
+func (c *Config) Validate() error {
+	if len(c.Args) == 0 || c.Args[0] == "" {
+		return usagef("no command given: put it after --, as in `mrtd run -- python3 -V`")
+	}
+	if c.CacheDir == "" {
+		return usagef("no cache dir: set HOME or XDG_CACHE_HOME, or pass --cache-dir")
+	}
+	if c.RuntimeDir == "" {
+		return usagef("no runtime dir: set XDG_RUNTIME_DIR, or pass --runtime-dir")
+	}
+	switch c.Network {
+	case NetworkHost, NetworkNone:
+	default:
+		return usagef("unknown --network %q: use host or none", c.Network)
+	}
+	switch c.Seccomp {
+	case SeccompDefault, SeccompUnconfined:
+	default:
+		return usagef("unknown --seccomp %q: use default or unconfined", c.Seccomp)
+	}
+	if c.HostUID < 1 || c.HostUID > 1<<32-2 || c.HostGID < 1 || c.HostGID > 1<<32-2 {
+		return usagef("--host-uid and --host-gid must be unprivileged ids (1 to 4294967294), got %d and %d", c.HostUID, c.HostGID)
+	}
+	for _, kv := range c.Env {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			return usagef("--env %q is not KEY=VALUE", kv)
+		}
+	}
+	if c.Workdir != "" && !filepath.IsAbs(c.Workdir) {
+		return usagef("--workdir %q is not an absolute path", c.Workdir)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return usagef("unknown --log-level %q: use debug, info, warn or error", c.LogLevel)
+	}
+	if c.Runc != "" {
+		fi, err := os.Stat(c.Runc)
+		if err != nil || !fi.Mode().IsRegular() || fi.Mode()&0o111 == 0 {
+			return usagef("--runc %s is not an executable file", c.Runc)
+		}
+	}
+	if _, err := c.RootfsKind(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// RootfsKind classifies Config.Rootfs, failing with a *UsageError when it
+// names nothing usable.
+func (c *Config) RootfsKind() (RootfsKind, error) {
+	if c.Rootfs == "" {
+		return RootfsEmbedded, nil
+	}
+	fi, err := os.Stat(c.Rootfs)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, usagef("--rootfs %s does not exist: pass a directory or a .tar/.tar.zst archive", c.Rootfs)
+	}
+	if err != nil {
+		return 0, usagef("--rootfs %s: %v", c.Rootfs, errors.Unwrap(err))
+	}
+	if fi.IsDir() {
+		return RootfsDir, nil
+	}
+	name := strings.ToLower(c.Rootfs)
+	if fi.Mode().IsRegular() && (strings.HasSuffix(name, ".tar") || strings.HasSuffix(name, ".tar.zst") || strings.HasSuffix(name, ".tzst")) {
+		return RootfsArchive, nil
+	}
+	return 0, usagef("--rootfs %s is neither a directory nor a .tar/.tar.zst archive", c.Rootfs)
+}

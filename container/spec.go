@@ -1,0 +1,185 @@
+package container
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	seccompprofile "github.com/moby/profiles/seccomp"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// Network modes.
+const (
+	NetworkHost = "host" // share the host's network namespace
+	NetworkNone = "none" // a new network namespace with only loopback
+)
+
+// Options describe one container.
+type Options struct {
+	// Rootfs is the absolute path of the (shared, read-only) root filesystem.
+	Rootfs string
+	// Args is the command and its arguments. Args[0] is looked up in PATH
+	// inside the container.
+	Args []string
+	// Env is added to (and overrides) the default environment.
+	Env []string
+	// Cwd is the working directory; "/" when empty.
+	Cwd string
+	// Hostname; the container id when empty.
+	Hostname string
+	// UID and GID are the host ids container root maps to.
+	UID, GID uint32
+	// Network is NetworkHost (the default, when empty) or NetworkNone.
+	Network string
+	// SeccompUnconfined turns off the default seccomp profile.
+	SeccompUnconfined bool
+	// NoFile is RLIMIT_NOFILE (soft and hard); 1024 when zero.
+	NoFile uint64
+}
+
+// DefaultEnv is the environment every container starts with.
+var DefaultEnv = []string{
+	"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+	"HOME=/root",
+	"LANG=C.UTF-8",
+}
+
+// defaultCaps is runc's default capability set.
+var defaultCaps = []string{"CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"}
+
+// maskedPaths and readonlyPaths are runc's defaults.
+var maskedPaths = []string{
+	"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
+	"/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+	"/proc/sched_debug", "/sys/firmware", "/proc/scsi",
+}
+
+var readonlyPaths = []string{
+	"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+}
+
+// Validate reports options that cannot make a container.
+func (o *Options) Validate() error {
+	if !filepath.IsAbs(o.Rootfs) {
+		return fmt.Errorf("rootfs %q is not an absolute path", o.Rootfs)
+	}
+	if len(o.Args) == 0 || o.Args[0] == "" {
+		return errors.New("no command to run")
+	}
+	switch o.Network {
+	case "", NetworkHost, NetworkNone:
+	default:
+		return fmt.Errorf("unknown network %q (use host or none)", o.Network)
+	}
+	for _, kv := range o.Env {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			return fmt.Errorf("environment entry %q is not KEY=VALUE", kv)
+		}
+	}
+	return nil
+}
+
+// Spec returns the runtime-spec for a container with the given id.
+func Spec(id string, o Options) (*specs.Spec, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	hostname := o.Hostname
+	if hostname == "" {
+		hostname = id
+	}
+	cwd := o.Cwd
+	if cwd == "" {
+		cwd = "/"
+	}
+	nofile := o.NoFile
+	if nofile == 0 {
+		nofile = 1024
+	}
+	caps := append([]string(nil), defaultCaps...)
+	s := &specs.Spec{
+		Version: specs.Version,
+		Process: &specs.Process{
+			Terminal: false,
+			User:     specs.User{UID: 0, GID: 0},
+			Args:     o.Args,
+			Env:      mergeEnv(DefaultEnv, o.Env),
+			Cwd:      cwd,
+			Capabilities: &specs.LinuxCapabilities{
+				Bounding:  caps,
+				Effective: caps,
+				Permitted: caps,
+			},
+			Rlimits:         []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: nofile, Soft: nofile}},
+			NoNewPrivileges: true,
+		},
+		Root:     &specs.Root{Path: o.Rootfs, Readonly: true},
+		Hostname: hostname,
+		Mounts:   mounts(o.Network == NetworkNone),
+		Linux: &specs.Linux{
+			UIDMappings: []specs.LinuxIDMapping{{ContainerID: 0, HostID: o.UID, Size: 1}},
+			GIDMappings: []specs.LinuxIDMapping{{ContainerID: 0, HostID: o.GID, Size: 1}},
+			Namespaces: []specs.LinuxNamespace{
+				{Type: specs.PIDNamespace},
+				{Type: specs.IPCNamespace},
+				{Type: specs.UTSNamespace},
+				{Type: specs.MountNamespace},
+				{Type: specs.UserNamespace},
+			},
+			MaskedPaths:   maskedPaths,
+			ReadonlyPaths: readonlyPaths,
+		},
+	}
+	if o.Network == NetworkNone {
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace})
+	}
+	if !o.SeccompUnconfined {
+		sc, err := seccompprofile.GetDefaultProfile(s)
+		if err != nil {
+			return nil, fmt.Errorf("seccomp profile: %w", err)
+		}
+		s.Linux.Seccomp = sc
+	}
+	return s, nil
+}
+
+func mounts(ownNetns bool) []specs.Mount {
+	m := []specs.Mount{
+		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+		// No gid=5: group 5 is not mapped in a single-id user namespace.
+		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}},
+		{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
+		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+	}
+	if ownNetns {
+		m = append(m, specs.Mount{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}})
+	} else {
+		// sysfs can only be mounted by the owner of the network namespace:
+		// with the host's network, bind the host's /sys read-only.
+		m = append(m, specs.Mount{Destination: "/sys", Type: "none", Source: "/sys", Options: []string{"rbind", "nosuid", "noexec", "nodev", "ro"}})
+	}
+	return append(m,
+		specs.Mount{Destination: "/tmp", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=1777"}},
+		specs.Mount{Destination: "/run", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=755"}},
+	)
+}
+
+// mergeEnv returns base with the entries of over added, an entry of over
+// replacing the one of base with the same key.
+func mergeEnv(base, over []string) []string {
+	out := make([]string, 0, len(base)+len(over))
+	index := map[string]int{}
+	for _, kv := range append(append([]string(nil), base...), over...) {
+		k, _, _ := strings.Cut(kv, "=")
+		if i, ok := index[k]; ok {
+			out[i] = kv
+			continue
+		}
+		index[k] = len(out)
+		out = append(out, kv)
+	}
+	return out
+}

@@ -1,0 +1,49 @@
+#!/bin/sh
+# build.sh DIR: build mrtd's default rootfs, Debian bookworm minbase with
+# python3-minimal, into DIR (which must not exist), then slim it.
+#
+# Runs as root (debootstrap needs it). The mirror is the first Debian mirror
+# this machine's apt is configured with, or $MRTD_MIRROR.
+set -eu
+
+dir=$1
+suite=${MRTD_SUITE:-bookworm}
+
+if [ -e "$dir" ]; then
+	echo "build.sh: $dir exists; remove it first" >&2
+	exit 1
+fi
+
+mirror=${MRTD_MIRROR:-}
+if [ -z "$mirror" ]; then
+	# deb822 sources (URIs: ...) first, then one-line sources (deb URL suite ...).
+	mirror=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null |
+		awk '$1 == "URIs:" && $2 ~ /\/debian\/?$/ { print $2; exit }')
+fi
+if [ -z "$mirror" ]; then
+	mirror=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+		awk '$1 == "deb" && $2 ~ /^http/ && $2 ~ /\/debian\/?$/ { print $2; exit }')
+fi
+mirror=${mirror:-http://deb.debian.org/debian}
+
+tmp=$dir.tmp
+rm -rf "$tmp"
+echo "build.sh: debootstrap $suite from $mirror into $tmp"
+debootstrap --variant=minbase --include=python3-minimal "$suite" "$tmp" "$mirror"
+
+# Python checks a .pyc against its source's mtime, and the packer fixes every
+# mtime: compile the standard library with hashes that are never checked, so
+# the read-only rootfs never makes Python recompile at start.
+chroot "$tmp" /usr/bin/python3 -m compileall -q -f \
+	--invalidation-mode unchecked-hash /usr/lib/python3 /usr/lib/python3.11 >/dev/null
+
+# Slim: nothing a worker needs at run time.
+rm -rf "$tmp"/var/cache/apt/* "$tmp"/var/lib/apt/lists/* \
+	"$tmp"/usr/share/doc/* "$tmp"/usr/share/man/* "$tmp"/usr/share/info/* \
+	"$tmp"/usr/share/locale/* "$tmp"/usr/share/lintian "$tmp"/usr/share/linda \
+	"$tmp"/var/log/* "$tmp"/var/cache/debconf/*-old "$tmp"/var/lib/dpkg/*-old \
+	"$tmp"/dev/* "$tmp"/tmp/* "$tmp"/run/* "$tmp"/etc/hostname
+find "$tmp" -xdev \( -type c -o -type b -o -type p -o -type s \) -delete
+
+mv "$tmp" "$dir"
+echo "build.sh: $dir: $(du -sh "$dir" | cut -f1)"
