@@ -168,6 +168,12 @@ func (c *Cache) Runc(data []byte, digest string) (*Ref, error) {
 	}
 	if err := writeRunc(p, data, digest); err != nil {
 		ref.Unlock()
+		// As in Rootfs: leave no lock file for a binary that does not
+		// exist, unless another process is waiting on it.
+		if l, lerr := lockFile(p+".lock", unix.LOCK_EX|unix.LOCK_NB); lerr == nil {
+			os.Remove(p + ".lock")
+			l.Unlock()
+		}
 		return nil, err
 	}
 	return &Ref{Path: p, Extracted: true, lock: ref}, nil

@@ -182,9 +182,17 @@ func (e *StartError) NotFound() bool {
 		strings.HasPrefix(e.Reason, "exec: ") && strings.Contains(e.Reason, "no such file or directory")
 }
 
-// PermissionDenied reports whether the command could not be executed.
-func (e *StartError) PermissionDenied() bool {
-	return strings.HasPrefix(e.Reason, "exec: ") && strings.Contains(e.Reason, "permission denied")
+// CannotExecute reports whether the command exists but cannot be executed.
+func (e *StartError) CannotExecute() bool {
+	if !strings.HasPrefix(e.Reason, "exec: ") {
+		return false
+	}
+	for _, s := range []string{"permission denied", "is a directory", "exec format error"} {
+		if strings.Contains(e.Reason, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // Run runs a container in the foreground until it exits and returns its exit

@@ -73,7 +73,7 @@ func exitCode(err error) int {
 		return exitUsage
 	case errors.As(err, &start) && start.NotFound():
 		return exitNotFound
-	case errors.As(err, &start) && start.PermissionDenied():
+	case errors.As(err, &start) && start.CannotExecute():
 		return exitCannotExec
 	default:
 		return exitRunFailed
