@@ -355,6 +355,21 @@ func (c *Cache) Prune(keep ...string) error {
 			}
 		}
 	}
+	// Lock files whose entry is gone: left by an extraction that failed or
+	// was killed and never retried.
+	for _, dir := range []string{c.Dir, filepath.Join(c.Dir, "rootfs")} {
+		locks, _ := filepath.Glob(filepath.Join(dir, "*.lock"))
+		for _, lp := range locks {
+			p := strings.TrimSuffix(lp, ".lock")
+			if _, err := os.Lstat(p); !errors.Is(err, fs.ErrNotExist) || kept[p] {
+				continue
+			}
+			if l, err := lockFile(lp, unix.LOCK_EX|unix.LOCK_NB); err == nil {
+				os.Remove(lp)
+				l.Unlock()
+			}
+		}
+	}
 	for _, p := range candidates {
 		if kept[p] {
 			continue

@@ -256,6 +256,11 @@ func (x *extractor) mode(hdr *tar.Header) os.FileMode {
 }
 
 func (x *extractor) dir(name string, hdr *tar.Header) error {
+	if name == "" {
+		// "./": the root keeps mode 0755, whatever the archive says, so
+		// that runc can always enter it.
+		return nil
+	}
 	if _, ok := x.files[name]; ok {
 		return &UnsafeEntryError{Entry: hdr.Name, Reason: "a directory replaces a file or symlink"}
 	}

@@ -21,7 +21,7 @@ var errHelp = errors.New("help requested")
 
 // parseFlags parses args with fs, turning the flag package's errors into
 // one-line *config.UsageError values that name the fix.
-func parseFlags(fs *flag.FlagSet, args []string, usage func(io.Writer)) error {
+func parseFlags(fs *flag.FlagSet, args []string) error {
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
 	err := fs.Parse(args)
@@ -36,4 +36,21 @@ func parseFlags(fs *flag.FlagSet, args []string, usage func(io.Writer)) error {
 		return &config.UsageError{Err: fmt.Errorf("%s (see `mrtd %s --help`)", msg, fs.Name())}
 	}
 	return nil
+}
+
+// printFlags writes fs's flags as --name lines, as users of systemd and
+// podman expect them.
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		name, usage := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if name != "" {
+			line += " " + name
+		}
+		fmt.Fprintf(w, "%s\n    \t%s", line, strings.ReplaceAll(usage, "\n", "\n    \t"))
+		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" && f.DefValue != "[]" {
+			fmt.Fprintf(w, " (default %q)", f.DefValue)
+		}
+		fmt.Fprintln(w)
+	})
 }

@@ -54,10 +54,9 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	}
 	var env stringList
 	fs := runFlags(&cfg, &env)
-	if err := parseFlags(fs, args, nil); errors.Is(err, errHelp) {
+	if err := parseFlags(fs, args); errors.Is(err, errHelp) {
 		fmt.Fprint(stdout, runUsage)
-		fs.SetOutput(stdout)
-		fs.PrintDefaults()
+		printFlags(stdout, fs)
 		return 0
 	} else if err != nil {
 		return fail(stderr, err)
