@@ -111,11 +111,9 @@ func prepare(cfg config.Config, log logr.Logger) (*prepared, error) {
 	}
 	p := &prepared{cache: cache, runc: cfg.Runc}
 
-	var emb *assets.Embedded
-	if cfg.Runc == "" || kind == config.RootfsEmbedded {
-		if emb, err = assets.Builtin(); err != nil {
-			return nil, err
-		}
+	emb, err := assets.Builtin()
+	if err != nil && (cfg.Runc == "" || kind == config.RootfsEmbedded) {
+		return nil, err
 	}
 	if p.runc == "" {
 		ref, err := cache.Runc(emb.Runc, emb.RuncDigest)
@@ -155,9 +153,15 @@ func prepare(cfg config.Config, log logr.Logger) (*prepared, error) {
 		p.rootfs = ref.Path
 	}
 	if len(p.refs) > 0 {
-		keep := make([]string, len(p.refs))
-		for i, r := range p.refs {
-			keep[i] = r.Path
+		// Remove what no process uses, but keep this binary's own assets
+		// even when this run overrides them: the next run will want them.
+		keep := []string{p.rootfs}
+		for _, r := range p.refs {
+			keep = append(keep, r.Path)
+		}
+		if emb != nil {
+			keep = append(keep, filepath.Join(cache.Dir, "runc-"+emb.RuncDigest),
+				filepath.Join(cache.Dir, "rootfs", cache.Key(emb.RootfsDigest)))
 		}
 		if err := cache.Prune(keep...); err != nil {
 			log.Error(err, "pruning the cache")
