@@ -1,0 +1,78 @@
+package supervisor
+
+import (
+	"testing"
+	"time"
+)
+
+func TestBackoff(t *testing.T) {
+	const (
+		minD    = 100 * time.Millisecond
+		maxD    = time.Second
+		healthy = 10 * time.Second
+	)
+	type run struct {
+		ranFor time.Duration
+		failed bool
+		want   time.Duration // without jitter
+	}
+	for _, tc := range []struct {
+		name string
+		runs []run
+	}{
+		{"grows and caps", []run{
+			{0, true, 100 * time.Millisecond},
+			{0, true, 200 * time.Millisecond},
+			{0, true, 400 * time.Millisecond},
+			{0, true, 800 * time.Millisecond},
+			{0, true, time.Second},
+			{0, true, time.Second},
+		}},
+		{"a healthy run resets the count", []run{
+			{0, true, 100 * time.Millisecond},
+			{0, true, 200 * time.Millisecond},
+			{0, true, 400 * time.Millisecond},
+			{healthy, true, 100 * time.Millisecond},
+			{time.Second, true, 200 * time.Millisecond},
+		}},
+		{"a short run keeps the count", []run{
+			{0, true, 100 * time.Millisecond},
+			{healthy - 1, true, 200 * time.Millisecond},
+		}},
+		{"clean exits wait the minimum and are not failures", []run{
+			{0, false, 100 * time.Millisecond},
+			{0, false, 100 * time.Millisecond},
+			{0, true, 100 * time.Millisecond},
+			{0, true, 200 * time.Millisecond},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := &Backoff{Min: minD, Max: maxD, HealthyAfter: healthy}
+			for i, r := range tc.runs {
+				if got := b.Next(r.ranFor, r.failed, nil); got != r.want {
+					t.Fatalf("run %d: delay %v, want %v", i, got, r.want)
+				}
+			}
+		})
+	}
+}
+
+func TestBackoffJitter(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		rnd  float64
+		want time.Duration
+	}{
+		{"lowest", 0, 800 * time.Millisecond},
+		{"middle", 0.5, time.Second},
+		{"highest", 0.999999, 1200 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := &Backoff{Min: time.Second, Max: time.Minute, Jitter: 0.2, HealthyAfter: time.Minute}
+			got := b.Next(0, true, func() float64 { return tc.rnd })
+			if d := got - tc.want; d < -time.Microsecond || d > time.Microsecond {
+				t.Fatalf("delay %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,11 @@
+// Package supervisor keeps a set of services running: one restart loop per
+// service, with exponential backoff, jitter and a failure count that decays
+// after a healthy run, so that one crash-looping service never delays the
+// others. It knows nothing about containers: a service is anything with a
+// Serve method.
+//
+// A Supervisor is not a lifetime group: the daemon's lifetime (signals,
+// reaper, supervisor) is held by an errgroup in cmd/mrtd. Supervisor.Run
+// returns when its context is cancelled and every service has stopped, or
+// when a service fails with ErrDoNotRestart.
+package supervisor

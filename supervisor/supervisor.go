@@ -1,0 +1,223 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// ErrDoNotRestart, returned (wrapped) by Serve, means no retry can fix the
+// failure: the Supervisor stops every service and Run returns the error.
+var ErrDoNotRestart = errors.New("failure cannot be fixed by a restart")
+
+// Service is something a Supervisor keeps running.
+type Service interface {
+	// Serve runs the service until it ends or ctx is cancelled, and returns
+	// only once it has really stopped. It calls started once the service
+	// is up, with its process id. A nil error is a clean exit.
+	Serve(ctx context.Context, started func(pid int)) error
+}
+
+// Policy says when a service that ended is started again.
+type Policy int
+
+const (
+	// Always restarts a service however it ended.
+	Always Policy = iota
+	// OnFailure restarts a service only when Serve returned an error.
+	OnFailure
+)
+
+// Spec configures a Supervisor. Zero fields get the documented defaults.
+type Spec struct {
+	// BackoffMin is the first restart delay; 1s when zero.
+	BackoffMin time.Duration
+	// BackoffMax caps the delay; 1m when zero.
+	BackoffMax time.Duration
+	// Jitter spreads each delay by ±Jitter; 0.2 when zero, none when
+	// negative.
+	Jitter float64
+	// HealthyAfter is how long a run must last for the failure count to
+	// start over; 30s when zero.
+	HealthyAfter time.Duration
+	Restart      Policy
+	// Clock is the time source; the real one when nil.
+	Clock Clock
+	// Rand returns numbers in [0, 1) for jitter; math/rand when nil.
+	Rand func() float64
+	// Hook, when set, receives every change of a service's state. It is
+	// called synchronously and must not block.
+	Hook func(Event)
+}
+
+func (s Spec) withDefaults() Spec {
+	if s.BackoffMin <= 0 {
+		s.BackoffMin = time.Second
+	}
+	if s.BackoffMax <= 0 {
+		s.BackoffMax = time.Minute
+	}
+	s.BackoffMax = max(s.BackoffMax, s.BackoffMin)
+	if s.Jitter == 0 {
+		s.Jitter = 0.2
+	}
+	if s.HealthyAfter <= 0 {
+		s.HealthyAfter = 30 * time.Second
+	}
+	if s.Clock == nil {
+		s.Clock = realClock{}
+	}
+	if s.Rand == nil {
+		s.Rand = rand.Float64
+	}
+	return s
+}
+
+// State is where a service is in its life.
+type State string
+
+const (
+	Starting   State = "starting"
+	Running    State = "running"
+	BackingOff State = "backoff"
+	Stopping   State = "stopping"
+	Stopped    State = "stopped"
+)
+
+// Status is a snapshot of one service.
+type Status struct {
+	Name  string
+	State State
+	Pid   int
+	// Since is when the service entered State.
+	Since time.Time
+	// BackoffUntil is when the next start is due, in state BackingOff.
+	BackoffUntil time.Time
+	// Restarts counts the starts after the first.
+	Restarts int
+	// LastExit is how the last run ended: nil for a clean exit or before
+	// the first exit.
+	LastExit error
+	// Exited is true once the service has ended at least once.
+	Exited bool
+}
+
+// Event reports a change of state.
+type Event struct {
+	Status
+	// Delay is the backoff, in state BackingOff.
+	Delay time.Duration
+}
+
+// Supervisor runs services, each in its own restart loop.
+type Supervisor struct {
+	spec Spec
+
+	mu       sync.Mutex
+	services map[string]*entry
+}
+
+type entry struct {
+	svc    Service
+	status Status
+}
+
+// New returns a Supervisor with no services.
+func New(spec Spec) *Supervisor {
+	return &Supervisor{spec: spec.withDefaults(), services: map[string]*entry{}}
+}
+
+// Add registers a service under a unique name. It must be called before Run.
+func (s *Supervisor) Add(name string, svc Service) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.services[name] = &entry{svc: svc, status: Status{Name: name, State: Stopped}}
+}
+
+// Status returns a snapshot of every service, sorted by name.
+func (s *Supervisor) Status() []Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Status, 0, len(s.services))
+	for _, e := range s.services {
+		out = append(out, e.status)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Run runs every service until ctx is cancelled, then waits for all of them
+// to stop. It returns nil after a cancellation, or the first error that
+// wraps ErrDoNotRestart.
+func (s *Supervisor) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	s.mu.Lock()
+	for _, e := range s.services {
+		g.Go(func() error { return s.loop(ctx, e) })
+	}
+	s.mu.Unlock()
+	return g.Wait()
+}
+
+// set changes e's state and reports it.
+func (s *Supervisor) set(e *entry, state State, update func(*Status), delay time.Duration) {
+	s.mu.Lock()
+	e.status.State = state
+	e.status.Since = s.spec.Clock.Now()
+	if update != nil {
+		update(&e.status)
+	}
+	ev := Event{Status: e.status, Delay: delay}
+	s.mu.Unlock()
+	if s.spec.Hook != nil {
+		s.spec.Hook(ev)
+	}
+}
+
+// loop is one service's restart loop.
+func (s *Supervisor) loop(ctx context.Context, e *entry) error {
+	b := &Backoff{Min: s.spec.BackoffMin, Max: s.spec.BackoffMax, Jitter: s.spec.Jitter, HealthyAfter: s.spec.HealthyAfter}
+	clock := s.spec.Clock
+	for first := true; ; first = false {
+		s.set(e, Starting, func(st *Status) {
+			st.Pid = 0
+			st.BackoffUntil = time.Time{}
+			if !first {
+				st.Restarts++
+			}
+		}, 0)
+		start := clock.Now()
+		err := e.svc.Serve(ctx, func(pid int) {
+			s.set(e, Running, func(st *Status) { st.Pid = pid }, 0)
+		})
+		ranFor := clock.Now().Sub(start)
+		exited := func(st *Status) { st.Pid, st.LastExit, st.Exited = 0, err, true }
+		switch {
+		case ctx.Err() != nil:
+			s.set(e, Stopped, exited, 0)
+			return nil
+		case errors.Is(err, ErrDoNotRestart):
+			s.set(e, Stopped, exited, 0)
+			return err
+		case err == nil && s.spec.Restart == OnFailure:
+			s.set(e, Stopped, exited, 0)
+			return nil
+		}
+		delay := b.Next(ranFor, err != nil, s.spec.Rand)
+		until := clock.Now().Add(delay)
+		s.set(e, BackingOff, func(st *Status) { exited(st); st.BackoffUntil = until }, delay)
+		t := clock.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			s.set(e, Stopped, nil, 0)
+			return nil
+		case <-t.C():
+		}
+	}
+}
