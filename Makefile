@@ -19,8 +19,9 @@ EMBEDDED := assets/embedded
 
 all: bin/mrtd
 
+## run: the main job, a pool of 4 demo workers (Ctrl-C stops it).
 run: bin/mrtd
-	bin/mrtd run -- python3 -V
+	bin/mrtd --workers 4
 
 ## deps: install the Debian packages the build needs (as root), or say how.
 deps:
@@ -49,7 +50,7 @@ $(BUILD)/runc: tools/runc/go.mod tools/runc/go.sum | deps
 
 ## rootfs: Debian bookworm minbase + python3, slimmed and packed deterministically.
 rootfs: $(BUILD)/rootfs.tar.zst
-$(BUILD)/rootfs.tar.zst: tools/rootfs/build.sh | deps
+$(BUILD)/rootfs.tar.zst: tools/rootfs/build.sh tools/rootfs/mrtd-demo-worker | deps
 	@mkdir -p $(BUILD)
 	$(SUDO) rm -rf $(BUILD)/rootfs $(BUILD)/rootfs.tmp
 	$(SUDO) tools/rootfs/build.sh $(BUILD)/rootfs

@@ -5,7 +5,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Network and seccomp modes.
@@ -170,4 +175,139 @@ func (c *Config) RootfsKind() (RootfsKind, error) {
 		return RootfsArchive, nil
 	}
 	return 0, usagef("--rootfs %s is neither a directory nor a .tar/.tar.zst archive", c.Rootfs)
+}
+
+// Pool configuration: what `mrtd` (without a subcommand) runs.
+type Pool struct {
+	Workers     int
+	Instance    string
+	Mounts      []string // SRC[:DST[:ro]]
+	EnvFile     string
+	Restart     string
+	StopSignal  string
+	StopTimeout time.Duration
+	BackoffMin  time.Duration
+	BackoffMax  time.Duration
+}
+
+// MaxWorkers is the largest pool mrtd runs on one host.
+const MaxWorkers = 512
+
+// Restart policies.
+const (
+	RestartAlways    = "always"
+	RestartOnFailure = "on-failure"
+)
+
+// DefaultPool returns the pool defaults.
+func DefaultPool() Pool {
+	return Pool{
+		Workers:     4,
+		Instance:    "mrtd",
+		Restart:     RestartAlways,
+		StopSignal:  "TERM",
+		StopTimeout: 10 * time.Second,
+		BackoffMin:  time.Second,
+		BackoffMax:  time.Minute,
+	}
+}
+
+// Mount is a parsed --mount.
+type Mount struct {
+	Source, Destination string
+	ReadOnly            bool
+}
+
+// ParseMount parses SRC[:DST[:ro]]; DST defaults to SRC.
+func ParseMount(s string) (Mount, error) {
+	parts := strings.Split(s, ":")
+	m := Mount{Source: parts[0], Destination: parts[0]}
+	if len(parts) > 3 {
+		return m, usagef("--mount %q: use SRC[:DST[:ro]]", s)
+	}
+	if len(parts) >= 2 && parts[1] != "" {
+		m.Destination = parts[1]
+	}
+	if len(parts) == 3 {
+		switch parts[2] {
+		case "ro":
+			m.ReadOnly = true
+		case "rw":
+		default:
+			return m, usagef("--mount %q: the third field must be ro or rw", s)
+		}
+	}
+	if !filepath.IsAbs(m.Source) || !filepath.IsAbs(m.Destination) {
+		return m, usagef("--mount %q: SRC and DST must be absolute paths", s)
+	}
+	if _, err := os.Stat(m.Source); err != nil {
+		return m, usagef("--mount %q: source %s does not exist: create it first", s, m.Source)
+	}
+	m.Source, m.Destination = filepath.Clean(m.Source), filepath.Clean(m.Destination)
+	return m, nil
+}
+
+// ParseSignal accepts TERM, SIGTERM, term or 15.
+func ParseSignal(s string) (syscall.Signal, error) {
+	if n, err := strconv.Atoi(s); err == nil && n > 0 && n < 65 {
+		return syscall.Signal(n), nil
+	}
+	name := strings.ToUpper(strings.TrimPrefix(strings.ToUpper(s), "SIG"))
+	if sig := unix.SignalNum("SIG" + name); sig != 0 {
+		return sig, nil
+	}
+	return 0, usagef("--stop-signal %q is not a signal: use a name like TERM or a number", s)
+}
+
+// ReadEnvFile reads KEY=VALUE lines; blank lines and lines starting with #
+// are skipped.
+func ReadEnvFile(path string) ([]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, usagef("--env-file %s: %v", path, errors.Unwrap(err))
+	}
+	var env []string
+	for i, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if k, _, ok := strings.Cut(line, "="); !ok || k == "" {
+			return nil, usagef("--env-file %s line %d: %q is not KEY=VALUE", path, i+1, line)
+		}
+		env = append(env, line)
+	}
+	return env, nil
+}
+
+// Validate checks the pool settings.
+func (p *Pool) Validate() error {
+	if p.Workers < 1 || p.Workers > MaxWorkers {
+		return usagef("--workers %d: use 1 to %d", p.Workers, MaxWorkers)
+	}
+	if p.Instance == "" || strings.ContainsAny(p.Instance, "/ \t\n:") || len(p.Instance) > 64 {
+		return usagef("--instance %q: use a short name of letters, digits, - and _", p.Instance)
+	}
+	for _, c := range p.Instance {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return usagef("--instance %q: use a short name of letters, digits, - and _", p.Instance)
+		}
+	}
+	switch p.Restart {
+	case RestartAlways, RestartOnFailure:
+	default:
+		return usagef("unknown --restart %q: use always or on-failure", p.Restart)
+	}
+	if _, err := ParseSignal(p.StopSignal); err != nil {
+		return err
+	}
+	if p.StopTimeout < 0 || p.BackoffMin <= 0 || p.BackoffMax < p.BackoffMin {
+		return usagef("durations: --stop-timeout must be >= 0, --backoff-min > 0 and --backoff-max >= --backoff-min")
+	}
+	for _, m := range p.Mounts {
+		if _, err := ParseMount(m); err != nil {
+			return err
+		}
+	}
+	return nil
 }

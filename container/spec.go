@@ -37,6 +37,16 @@ type Options struct {
 	SeccompUnconfined bool
 	// NoFile is RLIMIT_NOFILE (soft and hard); 1024 when zero.
 	NoFile uint64
+	// Binds are host paths bind-mounted into the container. Each
+	// destination must exist in the rootfs: runc would otherwise create it
+	// inside the shared tree.
+	Binds []Bind
+}
+
+// Bind is a host path mounted into the container.
+type Bind struct {
+	Source, Destination string
+	ReadOnly            bool
 }
 
 // DefaultEnv is the environment every container starts with.
@@ -72,6 +82,11 @@ func (o *Options) Validate() error {
 	case "", NetworkHost, NetworkNone:
 	default:
 		return fmt.Errorf("unknown network %q (use host or none)", o.Network)
+	}
+	for _, b := range o.Binds {
+		if !filepath.IsAbs(b.Source) || !filepath.IsAbs(b.Destination) {
+			return fmt.Errorf("bind mount %s:%s: both paths must be absolute", b.Source, b.Destination)
+		}
 	}
 	for _, kv := range o.Env {
 		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
@@ -131,6 +146,13 @@ func Spec(id string, o Options) (*specs.Spec, error) {
 			MaskedPaths:   maskedPaths,
 			ReadonlyPaths: readonlyPaths,
 		},
+	}
+	for _, b := range o.Binds {
+		opts := []string{"rbind", "nosuid", "nodev"}
+		if b.ReadOnly {
+			opts = append(opts, "ro")
+		}
+		s.Mounts = append(s.Mounts, specs.Mount{Destination: b.Destination, Type: "bind", Source: b.Source, Options: opts})
 	}
 	if o.Network == NetworkNone {
 		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace})

@@ -82,7 +82,7 @@ func setupIntegration() (int, error) {
 		return 1, fmt.Errorf("building mrtd: %v\n%s", err, out)
 	}
 	e.rootfs = filepath.Join(dir, "rootfs")
-	for _, d := range []string{"bin", "proc", "sys", "dev", "tmp", "run", "etc"} {
+	for _, d := range []string{"bin", "proc", "sys", "dev", "tmp", "run", "etc", "srv"} {
 		if err := os.MkdirAll(filepath.Join(e.rootfs, d), 0o755); err != nil {
 			return 1, err
 		}

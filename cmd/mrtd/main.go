@@ -14,6 +14,7 @@ import (
 )
 
 const usage = `Usage:
+  mrtd [flags] [--] [COMMAND [ARG...]]     keep --workers containers running (see mrtd --workers 1 --help)
   mrtd run [flags] [--] COMMAND [ARG...]   run one container in the foreground
   mrtd version                             print mrtd's and runc's versions
 
@@ -21,7 +22,8 @@ mrtd carries runc and a Debian bookworm rootfs with python3. Started by a
 normal user, container root is that user; started as root, it is an
 unprivileged uid (65534 unless --host-uid). Nothing needs to be installed.
 
-Run 'mrtd run --help' for the flags of run.
+Run 'mrtd run --help' for the flags of run, 'mrtd --workers 4 --help' for
+those of the pool.
 
 Exit status of mrtd run: the command's own status (128+N when killed by signal
 N); 125 when mrtd or runc failed; 126 when the command cannot be executed; 127
@@ -33,21 +35,28 @@ func main() {
 }
 
 func mrtd(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return 2
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") && !isHelp(args[0]) && args[0] != "--version" {
+		return daemonCommand(args, stdout, stderr)
 	}
 	switch args[0] {
 	case "run":
 		return runCommand(args[1:], stdout, stderr)
 	case "version", "--version":
 		return versionCommand(stdout, stderr)
-	case "help", "-h", "-help", "--help":
+	case "help", "-h", "-help", "--help", "-?":
 		fmt.Fprint(stdout, usage)
 		return 0
 	default:
 		return fail(stderr, &config.UsageError{Err: fmt.Errorf("unknown command %q (see `mrtd --help`)", args[0])})
 	}
+}
+
+func isHelp(a string) bool {
+	switch a {
+	case "-h", "-help", "--help", "-?":
+		return true
+	}
+	return false
 }
 
 // fail prints err as one line and returns the exit status it calls for.

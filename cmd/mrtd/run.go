@@ -32,6 +32,14 @@ Flags:
 
 func runFlags(cfg *config.Config, env *stringList) *flag.FlagSet {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	containerFlags(fs, cfg, env)
+	fs.StringVar(&cfg.Hostname, "hostname", cfg.Hostname, "container host`name` (default: the container id)")
+	return fs
+}
+
+// containerFlags are the flags of run and of the pool: what one container
+// is made from.
+func containerFlags(fs *flag.FlagSet, cfg *config.Config, env *stringList) {
 	fs.StringVar(&cfg.Rootfs, "rootfs", cfg.Rootfs, "use `PATH` as the rootfs: a directory (used in place, read-only) or a .tar/.tar.zst archive (extracted into the cache); default: the embedded rootfs")
 	fs.StringVar(&cfg.Runc, "runc", cfg.Runc, "use the runc binary at `PATH` instead of the embedded one")
 	fs.StringVar(&cfg.CacheDir, "cache-dir", cfg.CacheDir, "extract runc and rootfs archives into `DIR`")
@@ -42,9 +50,7 @@ func runFlags(cfg *config.Config, env *stringList) *flag.FlagSet {
 	fs.StringVar(&cfg.Seccomp, "seccomp", cfg.Seccomp, "`default` (Docker's default profile) or unconfined")
 	fs.Var(env, "env", "set `KEY=VALUE` in the container (repeatable)")
 	fs.StringVar(&cfg.Workdir, "workdir", cfg.Workdir, "working `DIR` inside the container (default /)")
-	fs.StringVar(&cfg.Hostname, "hostname", cfg.Hostname, "container host`name` (default: the container id)")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
-	return fs
 }
 
 func runCommand(args []string, stdout, stderr io.Writer) int {

@@ -37,6 +37,11 @@ debootstrap --variant=minbase --include=python3-minimal "$suite" "$tmp" "$mirror
 chroot "$tmp" /usr/bin/python3 -m compileall -q -f \
 	--invalidation-mode unchecked-hash /usr/lib/python3 /usr/lib/python3.11 >/dev/null
 
+# The pool's default command, and mount points for --mount: the rootfs is
+# shared and read-only, so a mount point cannot be created at run time.
+install -m 0755 "$(dirname "$0")/mrtd-demo-worker" "$tmp/usr/local/bin/mrtd-demo-worker"
+mkdir -p "$tmp/srv" "$tmp/data" "$tmp/var/archivematica/sharedDirectory"
+
 # Slim: nothing a worker needs at run time.
 rm -rf "$tmp"/var/cache/apt/* "$tmp"/var/lib/apt/lists/* \
 	"$tmp"/usr/share/doc/* "$tmp"/usr/share/man/* "$tmp"/usr/share/info/* \

@@ -16,7 +16,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: probe echo|stderr|exit|write|cat|dial|keyctl|pause|id ...")
+		fmt.Fprintln(os.Stderr, "usage: probe echo|stderr|exit|write|cat|dial|keyctl|pause|pause-ignore|fail-unless|fail-if-worker|id ...")
 		os.Exit(2)
 	}
 	args := os.Args[2:]
@@ -67,6 +67,32 @@ func main() {
 		signal.Notify(c, syscall.SIGTERM, syscall.SIGINT)
 		fmt.Println("ready")
 		fmt.Println("got", <-c)
+	case "pause-ignore":
+		// Says it got SIGTERM, and goes on: only SIGKILL stops it.
+		c := make(chan os.Signal, 1)
+		signal.Notify(c, syscall.SIGTERM)
+		fmt.Println("ready")
+		for sig := range c {
+			fmt.Println("got", sig, "and ignored it")
+		}
+	case "fail-unless":
+		// Exits 1 at once until the file args[0] exists, then waits.
+		if _, err := os.Stat(args[0]); err != nil {
+			os.Exit(1)
+		}
+		c := make(chan os.Signal, 1)
+		signal.Notify(c, syscall.SIGTERM)
+		fmt.Println("ready")
+		<-c
+	case "fail-if-worker":
+		if os.Getenv("MRTD_WORKER") == args[0] {
+			fmt.Println("failing")
+			os.Exit(1)
+		}
+		c := make(chan os.Signal, 1)
+		signal.Notify(c, syscall.SIGTERM)
+		fmt.Println("ready")
+		<-c
 	case "id":
 		fmt.Println(os.Getuid(), os.Getgid())
 	default:

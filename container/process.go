@@ -1,0 +1,237 @@
+package container
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	runc "github.com/containerd/go-runc"
+	"golang.org/x/sys/unix"
+
+	"github.com/mrt-project/mrt/reaper"
+)
+
+// UseReaper makes every runc process go-runc starts from now on a child
+// routed through r, so that r can reap every child of this process without
+// racing exec.Cmd.Wait. Call it once, before starting any container.
+func UseReaper(r *reaper.Reaper) {
+	runc.Monitor = r
+}
+
+// Output receives each line a container prints on stream ("stdout" or
+// "stderr"), without its newline. line is only valid during the call.
+type Output func(stream string, line []byte)
+
+// maxLine is the longest line passed to Output; longer ones are split.
+const maxLine = 64 << 10
+
+// Process is a detached container. Its init is a child of this process
+// (a subreaper), whose exit Exited delivers.
+type Process struct {
+	ID  string
+	Pid int
+
+	exit    <-chan reaper.Exit
+	pidfd   int
+	bundle  *bundle
+	readers sync.WaitGroup
+}
+
+// Exited receives the init's exit once.
+func (p *Process) Exited() <-chan reaper.Exit { return p.exit }
+
+// Signal sends sig to the container's init. It is safe against pid reuse:
+// the signal goes through a pidfd opened while the init was known alive.
+func (p *Process) Signal(sig unix.Signal) error {
+	if p.pidfd < 0 {
+		return os.ErrProcessDone
+	}
+	err := unix.PidfdSendSignal(p.pidfd, sig, nil, 0)
+	if errors.Is(err, unix.ESRCH) {
+		return os.ErrProcessDone
+	}
+	return err
+}
+
+// Start starts a detached container: runc exits once the container runs,
+// leaving no process of its own behind. Each line the container prints goes
+// to out. rp must be the reaper UseReaper installed; the container's init is
+// reparented to this process and its exit is routed by rp.
+func (rt *Runtime) Start(ctx context.Context, id string, o Options, rp *reaper.Reaper, out Output) (*Process, error) {
+	s, err := Spec(id, o)
+	if err != nil {
+		return nil, err
+	}
+	b, err := rt.writeBundle(id, s)
+	if err != nil {
+		return nil, err
+	}
+	p := &Process{ID: id, bundle: b, pidfd: -1}
+	logFile := filepath.Join(b.Dir, "runc.log")
+	var writers []*os.File
+	for _, stream := range []string{"stdout", "stderr"} {
+		r, w, err := os.Pipe()
+		if err != nil {
+			closeAll(writers)
+			rt.abandon(ctx, p)
+			return nil, err
+		}
+		writers = append(writers, w)
+		p.readers.Add(1)
+		go func() {
+			defer p.readers.Done()
+			defer r.Close()
+			readLines(r, stream, logFile, out)
+		}()
+	}
+	c := rt.client(b.Dir)
+	c.PdeathSignal = 0 // runc exits as soon as the container runs
+	pidFile := filepath.Join(b.Dir, "pid")
+	_, err = c.Run(context.WithoutCancel(ctx), id, b.Dir, &runc.CreateOpts{
+		IO:      stdio{Stdio{Stdout: writers[0], Stderr: writers[1]}},
+		Detach:  true,
+		PidFile: pidFile,
+	})
+	closeAll(writers) // the container holds its own copies
+	if serr := rt.startError(id, logFile); serr != nil {
+		rt.abandon(ctx, p)
+		return nil, serr
+	}
+	if err != nil {
+		rt.abandon(ctx, p)
+		return nil, fmt.Errorf("starting container %s: %w", id, err)
+	}
+	data, err := os.ReadFile(pidFile)
+	if err == nil {
+		p.Pid, err = strconv.Atoi(strings.TrimSpace(string(data)))
+	}
+	if err != nil || p.Pid <= 1 {
+		rt.abandon(ctx, p)
+		return nil, fmt.Errorf("reading the pid of container %s: %v", id, err)
+	}
+	// pidfd first, then Watch: if the init exited (and was reaped) before
+	// Watch, Watch has its exit already and the pidfd, which may name a new
+	// process, is never used.
+	pidfd, ferr := unix.PidfdOpen(p.Pid, 0)
+	p.exit = rp.Watch(p.Pid)
+	if ferr == nil {
+		if len(p.exit) == 0 {
+			p.pidfd = pidfd
+		} else {
+			unix.Close(pidfd)
+		}
+	}
+	return p, nil
+}
+
+func closeAll(fs []*os.File) {
+	for _, f := range fs {
+		f.Close()
+	}
+}
+
+// abandon removes what a failed Start created. The output readers are
+// joined before the bundle goes: they read runc's log in it to tell runc's
+// own failure line from the container's output.
+func (rt *Runtime) abandon(ctx context.Context, p *Process) {
+	ctx = context.WithoutCancel(ctx)
+	if _, err := os.Stat(filepath.Join(rt.StateDir(), p.ID)); err == nil {
+		c := rt.client(p.bundle.Dir)
+		c.PdeathSignal = 0
+		c.Delete(ctx, p.ID, &runc.DeleteOpts{Force: true})
+	}
+	p.readers.Wait()
+	rt.remove(ctx, p.bundle, true)
+}
+
+// Delete removes a container whose init has exited: a plain runc delete
+// (a stopped container needs no --force and its 100 ms poll), then its
+// bundle. It returns once every line the container printed was handed to
+// its Output.
+func (rt *Runtime) Delete(ctx context.Context, p *Process) error {
+	c := rt.client(p.bundle.Dir)
+	c.PdeathSignal = 0
+	err := c.Delete(context.WithoutCancel(ctx), p.ID, nil)
+	if err != nil {
+		// Not stopped after all (its init exited but runc still sees it
+		// running, or the exit was never seen): force.
+		err = c.Delete(context.WithoutCancel(ctx), p.ID, &runc.DeleteOpts{Force: true})
+	}
+	os.RemoveAll(p.bundle.Dir)
+	p.bundle.lock.Close()
+	if p.pidfd >= 0 {
+		unix.Close(p.pidfd)
+		p.pidfd = -1
+	}
+	p.readers.Wait()
+	if err != nil {
+		return fmt.Errorf("deleting container %s: %w", p.ID, err)
+	}
+	return nil
+}
+
+// RemoveStale kills and deletes every container whose id starts with prefix,
+// and its bundle: what a daemon that crashed left behind. It returns the ids
+// removed.
+func (rt *Runtime) RemoveStale(ctx context.Context, prefix string) ([]string, error) {
+	ents, err := os.ReadDir(rt.StateDir())
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, &RuntimeDirError{Dir: rt.Dir, Err: err}
+	}
+	var removed []string
+	for _, e := range ents {
+		id := e.Name()
+		if !strings.HasPrefix(id, prefix) {
+			continue
+		}
+		c := rt.client(filepath.Join(rt.bundlesDir(), id))
+		c.PdeathSignal = 0
+		if err := c.Delete(ctx, id, &runc.DeleteOpts{Force: true}); err != nil {
+			return removed, fmt.Errorf("removing container %s left by an earlier mrtd: %w", id, err)
+		}
+		os.RemoveAll(filepath.Join(rt.bundlesDir(), id))
+		removed = append(removed, id)
+	}
+	// Bundles whose container never started.
+	bents, _ := os.ReadDir(rt.bundlesDir())
+	for _, e := range bents {
+		if strings.HasPrefix(e.Name(), prefix) {
+			os.RemoveAll(filepath.Join(rt.bundlesDir(), e.Name()))
+		}
+	}
+	return removed, nil
+}
+
+// readLines passes each line of r to out. On stderr, the line runc prints
+// about its own failure is dropped: the failure is reported from runc's log.
+func readLines(r io.Reader, stream, logFile string, out Output) {
+	br := bufio.NewReaderSize(r, maxLine)
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(line) > 0 {
+			line = bytes.TrimSuffix(line, []byte("\n"))
+			if stream != "stderr" || !isRuncFailure(line, logFile) {
+				out(stream, line)
+			}
+		}
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			return
+		}
+	}
+}
+
+func isRuncFailure(line []byte, logFile string) bool {
+	if !bytes.HasPrefix(line, []byte("runc run failed: ")) && !bytes.HasPrefix(line, []byte("runc create failed: ")) {
+		return false
+	}
+	logged, err := os.ReadFile(logFile)
+	return err == nil && bytes.Contains(logged, jsonString(line))
+}

@@ -1,0 +1,126 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	"golang.org/x/sys/unix"
+
+	"github.com/mrt-project/mrt/container"
+	"github.com/mrt-project/mrt/reaper"
+	"github.com/mrt-project/mrt/supervisor"
+)
+
+// Config describes the pool.
+type Config struct {
+	// Workers is how many containers to keep running.
+	Workers int
+	// Instance names the containers (<Instance>-<index>).
+	Instance string
+	// Template is every worker's container; ID-specific fields (Hostname)
+	// and the MRTD_WORKER and MRTD_INSTANCE variables are set per worker.
+	Template    container.Options
+	StopSignal  unix.Signal
+	StopTimeout time.Duration
+	// Supervisor configures restarts; its Hook is wrapped by the pool.
+	Supervisor supervisor.Spec
+}
+
+// Pool is N workers under one supervisor.
+type Pool struct {
+	cfg    Config
+	rt     *container.Runtime
+	reaper *reaper.Reaper
+	log    logr.Logger
+	sup    *supervisor.Supervisor
+	kill   chan struct{}
+}
+
+// New returns a pool of cfg.Workers workers.
+func New(cfg Config, rt *container.Runtime, rp *reaper.Reaper, log logr.Logger) *Pool {
+	p := &Pool{cfg: cfg, rt: rt, reaper: rp, log: log, kill: make(chan struct{})}
+	spec := cfg.Supervisor
+	hook := spec.Hook
+	spec.Hook = func(ev supervisor.Event) {
+		p.logEvent(ev)
+		if hook != nil {
+			hook(ev)
+		}
+	}
+	p.sup = supervisor.New(spec)
+	for i := 0; i < cfg.Workers; i++ {
+		p.sup.Add(ContainerID(cfg.Instance, i), p.newWorker(i))
+	}
+	return p
+}
+
+// ContainerID is the id (and hostname) of worker index of instance.
+func ContainerID(instance string, index int) string {
+	return instance + "-" + strconv.Itoa(index)
+}
+
+func (p *Pool) newWorker(i int) *worker {
+	id := ContainerID(p.cfg.Instance, i)
+	o := p.cfg.Template
+	o.Hostname = id
+	o.Env = append(append([]string(nil), o.Env...), "MRTD_WORKER="+strconv.Itoa(i), "MRTD_INSTANCE="+p.cfg.Instance)
+	return &worker{index: i, id: id, opts: o, pool: p, log: p.log}
+}
+
+// Run keeps the workers running until ctx is cancelled, then stops them all
+// at once and returns when every container is deleted. It returns an error
+// wrapping supervisor.ErrDoNotRestart when the rootfs or runc became
+// unusable.
+func (p *Pool) Run(ctx context.Context) error {
+	return p.sup.Run(ctx)
+}
+
+// KillNow makes workers being stopped skip the rest of their stop timeout.
+// It may be called once.
+func (p *Pool) KillNow() { close(p.kill) }
+
+// Status returns every worker's state.
+func (p *Pool) Status() []supervisor.Status { return p.sup.Status() }
+
+// usable reports, as a failure no restart can fix, a rootfs or runc that
+// disappeared.
+func (p *Pool) usable() error {
+	for _, path := range []string{p.cfg.Template.Rootfs, p.rt.Runc} {
+		if _, err := os.Stat(path); err != nil {
+			return fmt.Errorf("%w: %v", supervisor.ErrDoNotRestart, err)
+		}
+	}
+	return nil
+}
+
+func (p *Pool) logEvent(ev supervisor.Event) {
+	index, _ := strconv.Atoi(strings.TrimPrefix(ev.Name, p.cfg.Instance+"-"))
+	kv := []any{"worker", index, "containerId", ev.Name, "restarts", ev.Restarts}
+	switch ev.State {
+	case supervisor.Running:
+		p.log.Info("worker running", append(kv, "pid", ev.Pid)...)
+	case supervisor.BackingOff:
+		var start *container.StartError
+		if errors.As(ev.LastExit, &start) {
+			p.log.Error(nil, "worker failed to start", append(kv, "reason", start.Reason, "backoff", ev.Delay.Round(time.Millisecond).String())...)
+			return
+		}
+		exit := "exit status 0"
+		if ev.LastExit != nil {
+			exit = ev.LastExit.Error()
+		}
+		p.log.Info("worker exited", append(kv, "exit", exit, "backoff", ev.Delay.Round(time.Millisecond).String())...)
+	case supervisor.Stopped:
+		if errors.Is(ev.LastExit, supervisor.ErrDoNotRestart) {
+			p.log.Error(ev.LastExit, "worker cannot run", kv...)
+			return
+		}
+		p.log.V(1).Info("worker stopped", kv...)
+	}
+}

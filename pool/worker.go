@@ -1,0 +1,93 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/go-logr/logr"
+	"golang.org/x/sys/unix"
+
+	"github.com/mrt-project/mrt/container"
+	"github.com/mrt-project/mrt/reaper"
+	"github.com/mrt-project/mrt/supervisor"
+)
+
+// ExitError is a worker container that exited non-zero or was killed.
+type ExitError struct {
+	Exit reaper.Exit
+}
+
+func (e *ExitError) Error() string {
+	if e.Exit.Status.Signaled() {
+		return "killed by signal " + unix.SignalName(e.Exit.Status.Signal())
+	}
+	return "exit status " + strconv.Itoa(e.Exit.Status.ExitStatus())
+}
+
+// worker is one container slot of the pool.
+type worker struct {
+	index int
+	id    string
+	opts  container.Options
+	pool  *Pool
+	log   logr.Logger
+}
+
+// Serve runs the worker's container once. It implements supervisor.Service.
+func (w *worker) Serve(ctx context.Context, started func(pid int)) error {
+	p := w.pool
+	if err := p.usable(); err != nil {
+		return err
+	}
+	proc, err := p.rt.Start(ctx, w.id, w.opts, p.reaper, w.output)
+	if err != nil {
+		return fmt.Errorf("starting worker %d: %w", w.index, err)
+	}
+	started(proc.Pid)
+	var exit reaper.Exit
+	select {
+	case exit = <-proc.Exited():
+	case <-ctx.Done():
+		exit = w.stop(proc)
+	}
+	if err := p.rt.Delete(context.WithoutCancel(ctx), proc); err != nil {
+		w.log.Error(err, "deleting container", "containerId", w.id)
+	}
+	if exit.Status.Exited() && exit.Status.ExitStatus() == 0 {
+		return nil
+	}
+	return &ExitError{Exit: exit}
+}
+
+// stop sends the stop signal, waits up to the stop timeout (or until the
+// daemon is told to kill at once), then kills.
+func (w *worker) stop(proc *container.Process) reaper.Exit {
+	p := w.pool
+	if err := proc.Signal(p.cfg.StopSignal); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		w.log.Error(err, "sending the stop signal", "containerId", w.id)
+	}
+	t := time.NewTimer(p.cfg.StopTimeout)
+	defer t.Stop()
+	select {
+	case e := <-proc.Exited():
+		return e
+	case <-t.C:
+		w.log.Info("stop timeout reached, killing", "worker", w.index, "containerId", w.id, "stopTimeout", p.cfg.StopTimeout.String())
+	case <-p.kill:
+	}
+	if err := proc.Signal(unix.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		w.log.Error(err, "killing", "containerId", w.id)
+	}
+	return <-proc.Exited()
+}
+
+// output logs one line the container printed.
+func (w *worker) output(stream string, line []byte) {
+	w.log.Info("output", "worker", w.index, "containerId", w.id, "stream", stream, "line", string(line))
+}
+
+var _ supervisor.Service = (*worker)(nil)
