@@ -82,3 +82,84 @@ func TestValidate(t *testing.T) {
 		})
 	}
 }
+
+func TestPoolValidate(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name   string
+		modify func(*Pool)
+		want   string
+	}{
+		{"defaults", func(*Pool) {}, ""},
+		{"zero workers", func(p *Pool) { p.Workers = 0 }, "--workers 0"},
+		{"too many workers", func(p *Pool) { p.Workers = MaxWorkers + 1 }, "1 to 512"},
+		{"instance with slash", func(p *Pool) { p.Instance = "a/b" }, "--instance"},
+		{"empty instance", func(p *Pool) { p.Instance = "" }, "--instance"},
+		{"restart", func(p *Pool) { p.Restart = "never" }, "unknown --restart"},
+		{"stop signal", func(p *Pool) { p.StopSignal = "FOO" }, "not a signal"},
+		{"backoff max below min", func(p *Pool) { p.BackoffMax = p.BackoffMin / 2 }, "--backoff-max"},
+		{"mount ok", func(p *Pool) { p.Mounts = []string{dir + ":/srv:ro"} }, ""},
+		{"mount missing source", func(p *Pool) { p.Mounts = []string{"/nonexistent"} }, "does not exist"},
+		{"mount relative", func(p *Pool) { p.Mounts = []string{"rel:/srv"} }, "absolute"},
+		{"mount bad mode", func(p *Pool) { p.Mounts = []string{dir + ":/srv:rx"} }, "ro or rw"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := DefaultPool()
+			tc.modify(&p)
+			err := p.Validate()
+			if tc.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			var ue *UsageError
+			if !errors.As(err, &ue) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want a *UsageError containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseMount(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		in   string
+		want Mount
+	}{
+		{dir, Mount{Source: dir, Destination: dir}},
+		{dir + ":/srv", Mount{Source: dir, Destination: "/srv"}},
+		{dir + ":/srv:ro", Mount{Source: dir, Destination: "/srv", ReadOnly: true}},
+		{dir + "::ro", Mount{Source: dir, Destination: dir, ReadOnly: true}},
+	} {
+		got, err := ParseMount(tc.in)
+		if err != nil || got != tc.want {
+			t.Errorf("ParseMount(%q) = %+v, %v; want %+v", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+func TestParseSignal(t *testing.T) {
+	for in, want := range map[string]int{"TERM": 15, "SIGTERM": 15, "term": 15, "15": 15, "INT": 2, "QUIT": 3, "USR1": 10} {
+		got, err := ParseSignal(in)
+		if err != nil || int(got) != want {
+			t.Errorf("ParseSignal(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	if _, err := ParseSignal("NOPE"); err == nil {
+		t.Error("ParseSignal(NOPE) succeeded")
+	}
+}
+
+func TestReadEnvFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "env")
+	os.WriteFile(p, []byte("# comment\n\nA=1\n  B=two words  \nC=\n"), 0o644)
+	got, err := ReadEnvFile(p)
+	if err != nil || strings.Join(got, "|") != "A=1|B=two words|C=" {
+		t.Fatalf("ReadEnvFile = %q, %v", got, err)
+	}
+	os.WriteFile(p, []byte("A=1\nnot a pair\n"), 0o644)
+	if _, err := ReadEnvFile(p); err == nil || !strings.Contains(err.Error(), "line 2") {
+		t.Fatalf("error %v, want one naming line 2", err)
+	}
+}

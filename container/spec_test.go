@@ -28,6 +28,10 @@ func TestSpecGolden(t *testing.T) {
 			Rootfs: "/var/cache/mrtd/rootfs/0123-65534.65534", Args: []string{"/usr/bin/worker", "--queue", "a b"},
 			Env: []string{"GEARMAN_SERVER=127.0.0.1:4730", "LANG=en_US.UTF-8"}, Cwd: "/srv",
 			Hostname: "worker-1", UID: 65534, GID: 65534, NoFile: 1048576,
+			Binds: []Bind{
+				{Source: "/var/archivematica/sharedDirectory", Destination: "/var/archivematica/sharedDirectory"},
+				{Source: "/etc/worker", Destination: "/srv", ReadOnly: true},
+			},
 		}},
 		{"network-none", Options{
 			Rootfs: "/r", Args: []string{"true"}, UID: 1000, GID: 1000, Network: NetworkNone,

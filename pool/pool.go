@@ -93,7 +93,7 @@ func (p *Pool) Status() []supervisor.Status { return p.sup.Status() }
 func (p *Pool) usable() error {
 	for _, path := range []string{p.cfg.Template.Rootfs, p.rt.Runc} {
 		if _, err := os.Stat(path); err != nil {
-			return fmt.Errorf("%w: %v", supervisor.ErrDoNotRestart, err)
+			return fmt.Errorf("%s is gone (%w): restart mrtd to unpack it again", path, supervisor.ErrDoNotRestart)
 		}
 	}
 	return nil

@@ -161,7 +161,36 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		g.Go(func() error { return s.loop(ctx, e) })
 	}
 	s.mu.Unlock()
-	return g.Wait()
+	loops := make(chan struct{})
+	go func() {
+		// Mark what is still up as stopping while the services stop.
+		select {
+		case <-ctx.Done():
+			s.markStopping()
+		case <-loops:
+		}
+	}()
+	err := g.Wait()
+	close(loops)
+	return err
+}
+
+func (s *Supervisor) markStopping() {
+	s.mu.Lock()
+	var evs []Event
+	for _, e := range s.services {
+		if e.status.State == Starting || e.status.State == Running {
+			e.status.State = Stopping
+			e.status.Since = s.spec.Clock.Now()
+			evs = append(evs, Event{Status: e.status})
+		}
+	}
+	s.mu.Unlock()
+	if s.spec.Hook != nil {
+		for _, ev := range evs {
+			s.spec.Hook(ev)
+		}
+	}
 }
 
 // set changes e's state and reports it.

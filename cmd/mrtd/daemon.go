@@ -9,8 +9,10 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/go-logr/logr"
 	"golang.org/x/sync/errgroup"
@@ -201,6 +203,21 @@ func daemon(ctx context.Context, cfg config.Config, pc config.Pool, log logr.Log
 	poolDone := make(chan struct{})
 	var g errgroup.Group
 	g.Go(func() error {
+		// SIGUSR1 logs every worker's state, as a status view until the
+		// control socket exists.
+		usr1 := make(chan os.Signal, 1)
+		signal.Notify(usr1, unix.SIGUSR1)
+		defer signal.Stop(usr1)
+		for {
+			select {
+			case <-usr1:
+				logStatus(log, pl)
+			case <-poolDone:
+				return nil
+			}
+		}
+	})
+	g.Go(func() error {
 		defer close(poolDone)
 		return pl.Run(poolCtx)
 	})
@@ -230,6 +247,23 @@ func daemon(ctx context.Context, cfg config.Config, pc config.Pool, log logr.Log
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// logStatus logs the daemon's own counts and each worker's state.
+func logStatus(log logr.Logger, pl *pool.Pool) {
+	fds, _ := os.ReadDir("/proc/self/fd")
+	log.Info("status", "goroutines", runtime.NumGoroutine(), "openFds", len(fds))
+	for _, st := range pl.Status() {
+		kv := []any{"containerId", st.Name, "state", string(st.State), "pid", st.Pid, "restarts", st.Restarts,
+			"since", st.Since.Format(time.RFC3339Nano)}
+		if st.LastExit != nil {
+			kv = append(kv, "lastExit", st.LastExit.Error())
+		}
+		if st.State == supervisor.BackingOff {
+			kv = append(kv, "backoffUntil", st.BackoffUntil.Format(time.RFC3339Nano))
+		}
+		log.Info("worker status", kv...)
+	}
 }
 
 func mustBeDir(p string) bool {

@@ -106,6 +106,14 @@ func (p *daemonProc) nextOf(t *testing.T, msgs ...string) map[string]any {
 	}
 }
 
+// goroutines asks mrtd for its status with SIGUSR1 and returns its
+// goroutine count.
+func (p *daemonProc) goroutines(t *testing.T) int {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGUSR1)
+	return int(p.next(t, "status")["goroutines"].(float64))
+}
+
 // waitLog waits until the log holds at least n occurrences of substr.
 func (p *daemonProc) waitLog(t *testing.T, substr string, n int) {
 	t.Helper()
@@ -389,6 +397,7 @@ func TestPoolNoLeaksAfterManyRestarts(t *testing.T) {
 	pids := p.running(t, 2)
 	p.ready(t, 2)
 	fdsBefore := countFDs(pid)
+	goroutinesBefore := p.goroutines(t)
 
 	// Make both workers fail at every start, 50 times in all.
 	os.Remove(marker)
@@ -403,6 +412,9 @@ func TestPoolNoLeaksAfterManyRestarts(t *testing.T) {
 
 	if fds := countFDs(pid); fds != fdsBefore {
 		t.Errorf("mrtd has %d open fds after 50 restarts, %d before", fds, fdsBefore)
+	}
+	if g := p.goroutines(t); g != goroutinesBefore {
+		t.Errorf("mrtd has %d goroutines after 50 restarts, %d before", g, goroutinesBefore)
 	}
 	if n := zombies(pid); n != 0 {
 		t.Errorf("%d zombies under mrtd after 50 restarts", n)
@@ -488,5 +500,80 @@ func TestPoolMountAndEnv(t *testing.T) {
 		t.Errorf("--env does not override --env-file: %q", env)
 	}
 	p2.stop(t)
+	assertClean(t, d)
+}
+
+func TestPoolStartFailureBacksOff(t *testing.T) {
+	e := needIntegration(t)
+	d := e.newDirs(t)
+	p := e.startDaemon(t, d, e.daemonArgs(d, "--workers", "1", "--backoff-min", "10ms", "--backoff-max", "20ms", "--", "/bin/nosuch")...)
+	for i := 0; i < 3; i++ {
+		ev := p.next(t, "worker failed to start")
+		if reason, _ := ev["reason"].(string); !strings.Contains(reason, "/bin/nosuch") || strings.Contains(reason, "\n") {
+			t.Fatalf("reason %q: want runc's reason, in one line", reason)
+		}
+	}
+	if code := p.stop(t); code != 0 {
+		t.Fatalf("mrtd exited %d", code)
+	}
+	assertClean(t, d)
+}
+
+func TestPoolEndsWhenRootfsIsGone(t *testing.T) {
+	e := needIntegration(t)
+	d := e.newDirs(t)
+	rootfs := filepath.Join(e.userDir(t, "copy"), "rootfs")
+	if out, err := exec.Command("cp", "-a", e.rootfs, rootfs).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	p := e.startDaemon(t, d, "--runc", e.runc, "--rootfs", rootfs, "--cache-dir", d.cache, "--runtime-dir", d.runtime,
+		"--workers", "2", "--backoff-min", "10ms", "--", "/bin/probe", "pause")
+	pids := p.running(t, 2)
+	if err := os.RemoveAll(rootfs); err != nil {
+		t.Fatal(err)
+	}
+	syscall.Kill(pids[0], syscall.SIGKILL)
+	<-p.done
+	err := p.cmd.Wait()
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != 1 {
+		t.Fatalf("mrtd ended with %v, want exit status 1:\n%s", err, p.log())
+	}
+	if last := p.lines[len(p.lines)-1]; !strings.HasPrefix(last, "mrtd: ") || !strings.Contains(last, rootfs+" is gone") {
+		t.Fatalf("last line %q, want a one-line reason", last)
+	}
+	if alive(pids[1]) {
+		t.Errorf("worker 1 (pid %d) still runs after mrtd exited", pids[1])
+	}
+	assertClean(t, d)
+}
+
+// TestEndToEndPool runs the real bin/mrtd's default command, the demo
+// worker of the embedded rootfs, as an unprivileged user.
+func TestEndToEndPool(t *testing.T) {
+	e := needIntegration(t)
+	bin := os.Getenv("MRTD_BIN")
+	if bin == "" {
+		if os.Getenv("MRTD_INTEGRATION") == "1" {
+			t.Fatal("MRTD_INTEGRATION=1 but MRTD_BIN (bin/mrtd) is not set")
+		}
+		t.Skip("no bin/mrtd: run `make test`")
+	}
+	d := e.newDirs(t)
+	local := filepath.Join(e.userDir(t, "bin"), "mrtd")
+	if err := copyFile(bin, local, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e2 := *e
+	e2.mrtd = local
+	p := e2.startDaemon(t, d, "--workers", "2", "--cache-dir", d.cache, "--runtime-dir", d.runtime, "--env", "MRTD_DEMO_INTERVAL=0.1")
+	p.running(t, 2)
+	p.waitLog(t, "heartbeat 2", 2)
+	if code := p.stop(t); code != 0 {
+		t.Fatalf("mrtd exited %d:\n%s", code, p.log())
+	}
+	if n := strings.Count(p.log(), "SIGTERM, stopping"); n != 2 {
+		t.Errorf("%d demo workers stopped on SIGTERM, want 2:\n%s", n, p.log())
+	}
 	assertClean(t, d)
 }
