@@ -29,19 +29,21 @@ import (
 // command.
 const DemoWorker = "/usr/local/bin/mrtd-demo-worker"
 
-const daemonUsage = `Usage: mrtd [flags] [--] [COMMAND [ARG...]]
-
-Keep --workers rootless containers running COMMAND (default: the default
-rootfs's demo worker, ` + DemoWorker + `), each with its own id and
-hostname <instance>-<index> and MRTD_WORKER=<index>, MRTD_INSTANCE=<instance>
-in its environment, all from one read-only rootfs. Workers that exit are
-restarted with per-worker exponential backoff. SIGTERM or SIGINT stops them
-all (the stop signal, then SIGKILL after --stop-timeout; a second signal kills
-at once) and mrtd exits 0. Containers left by an mrtd that crashed are removed
-at start.
+const daemonUsage = usage + `
+mrtd without a command keeps --workers rootless containers running COMMAND
+(default: the default rootfs's demo worker, ` + DemoWorker + `), each
+with its own id and hostname <instance>-<index> and MRTD_WORKER=<index>,
+MRTD_INSTANCE=<instance> in its environment, all from one read-only rootfs.
+Workers that exit are restarted with per-worker exponential backoff. SIGTERM
+or SIGINT stops them all (the stop signal, then SIGKILL after --stop-timeout;
+a second signal kills at once). SIGUSR1 logs each worker's state. Containers
+left by an mrtd that crashed are removed at start.
 
 Exit status: 0 after a clean stop; 1 when the pool cannot run (another mrtd
 runs the instance, the rootfs or runc is unusable); 2 for a usage error.
+mrtd run exits with its command's status (128+N when killed by signal N), 125
+when mrtd or runc failed, 126 when the command cannot be executed, 127 when it
+is not in the rootfs, 2 for a usage error.
 
 Flags:
 `

@@ -33,7 +33,11 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
 			msg = fmt.Sprintf("unknown flag --%s", strings.TrimPrefix(name, "-"))
 		}
-		return &config.UsageError{Err: fmt.Errorf("%s (see `mrtd %s --help`)", msg, fs.Name())}
+		help := "mrtd --help"
+		if fs.Name() != "mrtd" {
+			help = "mrtd " + fs.Name() + " --help"
+		}
+		return &config.UsageError{Err: fmt.Errorf("%s (see `%s`)", msg, help)}
 	}
 	return nil
 }

@@ -14,20 +14,15 @@ import (
 )
 
 const usage = `Usage:
-  mrtd [flags] [--] [COMMAND [ARG...]]     keep --workers containers running (see mrtd --workers 1 --help)
+  mrtd [flags] [--] [COMMAND [ARG...]]     keep --workers containers running
   mrtd run [flags] [--] COMMAND [ARG...]   run one container in the foreground
   mrtd version                             print mrtd's and runc's versions
 
-mrtd carries runc and a Debian bookworm rootfs with python3. Started by a
-normal user, container root is that user; started as root, it is an
-unprivileged uid (65534 unless --host-uid). Nothing needs to be installed.
+mrtd carries runc and a Debian bookworm rootfs with python3: nothing needs to
+be installed. Started by a normal user, container root is that user; started
+as root, it is an unprivileged uid (65534 unless --host-uid).
 
-Run 'mrtd run --help' for the flags of run, 'mrtd --workers 4 --help' for
-those of the pool.
-
-Exit status of mrtd run: the command's own status (128+N when killed by signal
-N); 125 when mrtd or runc failed; 126 when the command cannot be executed; 127
-when it does not exist in the rootfs; 2 for a usage error.
+'mrtd run --help' lists the flags of run.
 `
 
 func main() {
@@ -35,7 +30,7 @@ func main() {
 }
 
 func mrtd(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") && !isHelp(args[0]) && args[0] != "--version" {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") && args[0] != "--version" {
 		return daemonCommand(args, stdout, stderr)
 	}
 	switch args[0] {
@@ -43,20 +38,11 @@ func mrtd(args []string, stdout, stderr io.Writer) int {
 		return runCommand(args[1:], stdout, stderr)
 	case "version", "--version":
 		return versionCommand(stdout, stderr)
-	case "help", "-h", "-help", "--help", "-?":
-		fmt.Fprint(stdout, usage)
-		return 0
+	case "help":
+		return daemonCommand([]string{"--help"}, stdout, stderr)
 	default:
 		return fail(stderr, &config.UsageError{Err: fmt.Errorf("unknown command %q (see `mrtd --help`)", args[0])})
 	}
-}
-
-func isHelp(a string) bool {
-	switch a {
-	case "-h", "-help", "--help", "-?":
-		return true
-	}
-	return false
 }
 
 // fail prints err as one line and returns the exit status it calls for.
