@@ -207,7 +207,7 @@ func DefaultPool() Pool {
 		Restart:     RestartAlways,
 		StopSignal:  "TERM",
 		StopTimeout: 10 * time.Second,
-		BackoffMin:  time.Second,
+		BackoffMin:  100 * time.Millisecond,
 		BackoffMax:  time.Minute,
 	}
 }
