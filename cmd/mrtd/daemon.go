@@ -113,11 +113,7 @@ func failDaemon(stderr io.Writer, err error) int {
 
 // daemon runs the pool until SIGTERM or SIGINT.
 func daemon(ctx context.Context, cfg config.Config, pc config.Pool, log logr.Logger) error {
-	rootless := os.Geteuid() != 0
-	if err := container.CheckUserNamespaces("/proc/sys", rootless); err != nil {
-		return err
-	}
-	p, err := prepare(cfg, log)
+	p, rt, err := setup(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -132,10 +128,6 @@ func daemon(ctx context.Context, cfg config.Config, pc config.Pool, log logr.Log
 		binds = append(binds, container.Bind{Source: mnt.Source, Destination: mnt.Destination, ReadOnly: mnt.ReadOnly})
 	}
 
-	rt := &container.Runtime{Runc: p.runc, Dir: cfg.RuntimeDir, Log: log.WithName("container")}
-	if err := rt.Init(ctx); err != nil {
-		return err
-	}
 	lock, err := lockInstance(cfg.RuntimeDir, pc.Instance)
 	if err != nil {
 		return err
@@ -162,10 +154,7 @@ func daemon(ctx context.Context, cfg config.Config, pc config.Pool, log logr.Log
 		return err
 	}
 
-	uid, gid := uint32(os.Geteuid()), uint32(os.Getegid())
-	if !rootless {
-		uid, gid = uint32(cfg.HostUID), uint32(cfg.HostGID)
-	}
+	uid, gid := hostIDs(cfg)
 	stopSignal, _ := config.ParseSignal(pc.StopSignal)
 	policy := supervisor.Always
 	if pc.Restart == config.RestartOnFailure {

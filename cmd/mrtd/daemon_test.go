@@ -552,18 +552,8 @@ func TestPoolEndsWhenRootfsIsGone(t *testing.T) {
 // worker of the embedded rootfs, as an unprivileged user.
 func TestEndToEndPool(t *testing.T) {
 	e := needIntegration(t)
-	bin := os.Getenv("MRTD_BIN")
-	if bin == "" {
-		if os.Getenv("MRTD_INTEGRATION") == "1" {
-			t.Fatal("MRTD_INTEGRATION=1 but MRTD_BIN (bin/mrtd) is not set")
-		}
-		t.Skip("no bin/mrtd: run `make test`")
-	}
+	local := e.realMrtd(t)
 	d := e.newDirs(t)
-	local := filepath.Join(e.userDir(t, "bin"), "mrtd")
-	if err := copyFile(bin, local, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	e2 := *e
 	e2.mrtd = local
 	p := e2.startDaemon(t, d, "--workers", "2", "--cache-dir", d.cache, "--runtime-dir", d.runtime, "--env", "MRTD_DEMO_INTERVAL=0.1")

@@ -100,6 +100,24 @@ func setupIntegration() (int, error) {
 	return -1, nil
 }
 
+// realMrtd returns a copy of the real bin/mrtd (MRTD_BIN, with its embedded
+// runc and rootfs) that the unprivileged uid can execute.
+func (e *integrationEnv) realMrtd(t *testing.T) string {
+	t.Helper()
+	bin := os.Getenv("MRTD_BIN")
+	if bin == "" {
+		if os.Getenv("MRTD_INTEGRATION") == "1" {
+			t.Fatal("MRTD_INTEGRATION=1 but MRTD_BIN (bin/mrtd) is not set")
+		}
+		t.Skip("no bin/mrtd: run `make test`")
+	}
+	local := filepath.Join(e.userDir(t, "bin"), "mrtd")
+	if err := copyFile(bin, local, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return local
+}
+
 func copyFile(src, dst string, mode os.FileMode) error {
 	b, err := os.ReadFile(src)
 	if err != nil {

@@ -196,26 +196,42 @@ func checkMountPoints(dir string) error {
 	return nil
 }
 
-// run runs cfg's command in a container and returns its exit status.
-func run(ctx context.Context, cfg config.Config, log logr.Logger, sigs <-chan os.Signal) (int, error) {
-	rootless := os.Geteuid() != 0
-	if err := container.CheckUserNamespaces("/proc/sys", rootless); err != nil {
-		return -1, err
+// setup checks the host, prepares runc and the rootfs, and readies the
+// runtime directory: what run and the pool both need first. The caller
+// closes the returned prepared.
+func setup(ctx context.Context, cfg config.Config, log logr.Logger) (*prepared, *container.Runtime, error) {
+	if err := container.CheckUserNamespaces("/proc/sys", os.Geteuid() != 0); err != nil {
+		return nil, nil, err
 	}
 	p, err := prepare(cfg, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	rt := &container.Runtime{Runc: p.runc, Dir: cfg.RuntimeDir, Log: log.WithName("container")}
+	if err := rt.Init(ctx); err != nil {
+		p.Close()
+		return nil, nil, err
+	}
+	return p, rt, nil
+}
+
+// hostIDs are the host uid and gid container root maps to: the caller's
+// own ids, or the unprivileged --host-uid and --host-gid for root.
+func hostIDs(cfg config.Config) (uid, gid uint32) {
+	if os.Geteuid() == 0 {
+		return uint32(cfg.HostUID), uint32(cfg.HostGID)
+	}
+	return uint32(os.Geteuid()), uint32(os.Getegid())
+}
+
+// run runs cfg's command in a container and returns its exit status.
+func run(ctx context.Context, cfg config.Config, log logr.Logger, sigs <-chan os.Signal) (int, error) {
+	p, rt, err := setup(ctx, cfg, log)
 	if err != nil {
 		return -1, err
 	}
 	defer p.Close()
-
-	rt := &container.Runtime{Runc: p.runc, Dir: cfg.RuntimeDir, Log: log.WithName("container")}
-	if err := rt.Init(ctx); err != nil {
-		return -1, err
-	}
-	uid, gid := uint32(os.Geteuid()), uint32(os.Getegid())
-	if !rootless {
-		uid, gid = uint32(cfg.HostUID), uint32(cfg.HostGID)
-	}
+	uid, gid := hostIDs(cfg)
 	id := "mrtd-run-" + randomHex(4)
 	opts := container.Options{
 		Rootfs:            p.rootfs,

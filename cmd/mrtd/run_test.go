@@ -346,21 +346,10 @@ func TestRunAsRoot(t *testing.T) {
 // as an unprivileged user.
 func TestEndToEnd(t *testing.T) {
 	e := needIntegration(t)
-	bin := os.Getenv("MRTD_BIN")
-	if bin == "" {
-		if os.Getenv("MRTD_INTEGRATION") == "1" {
-			t.Fatal("MRTD_INTEGRATION=1 but MRTD_BIN (bin/mrtd) is not set")
-		}
-		t.Skip("no bin/mrtd: run `make test`")
-	}
+	local := e.realMrtd(t)
 	d := e.newDirs(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	// Copy it where the unprivileged uid can execute it.
-	local := filepath.Join(e.userDir(t, "bin"), "mrtd")
-	if err := copyFile(bin, local, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	r := e.runBin(t, ctx, local, d, "run", "--cache-dir", d.cache, "--runtime-dir", d.runtime, "--", "python3", "-V")
 	if r.code != 0 || !strings.HasPrefix(r.stdout, "Python 3.") {
 		t.Fatalf("status %d stdout %q stderr %q, want Python 3.x", r.code, r.stdout, r.stderr)
