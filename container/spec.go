@@ -162,6 +162,14 @@ func Spec(id string, o Options) (*specs.Spec, error) {
 		if err != nil {
 			return nil, fmt.Errorf("seccomp profile: %w", err)
 		}
+		// Docker's profile also admits the native architecture's 32-bit
+		// variants (x86 and x32 on amd64). Compiling the filter for three
+		// architectures is half of every container start inside runc init,
+		// and the compat syscall paths are an attack surface workers do not
+		// need: admit the native one only (listed first).
+		if len(sc.Architectures) > 1 {
+			sc.Architectures = sc.Architectures[:1]
+		}
 		s.Linux.Seccomp = sc
 	}
 	return s, nil

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -92,6 +93,12 @@ func TestSpecSeccomp(t *testing.T) {
 		if allowed[n] {
 			t.Errorf("%s is allowed", n)
 		}
+	}
+	if len(s.Linux.Seccomp.Architectures) != 1 {
+		t.Errorf("seccomp architectures %v, want the native one only", s.Linux.Seccomp.Architectures)
+	}
+	if runtime.GOARCH == "amd64" && s.Linux.Seccomp.Architectures[0] != specs.ArchX86_64 {
+		t.Errorf("seccomp architecture %v on amd64", s.Linux.Seccomp.Architectures)
 	}
 	u, err := Spec("x", Options{Rootfs: "/r", Args: []string{"true"}, SeccompUnconfined: true})
 	if err != nil {
