@@ -15,7 +15,7 @@ DEB_PACKAGES := debootstrap libseccomp-dev pkg-config gcc libc6-dev
 GO_SOURCES := $(shell find . -name '*.go' -not -path './tools/runc/*' -not -path './$(BUILD)/*') go.mod go.sum
 EMBEDDED := assets/embedded
 
-.PHONY: all run test bench deps runc rootfs clean distclean fmt-check
+.PHONY: all run test bench soak deps runc rootfs clean distclean fmt-check
 
 all: bin/mrtd
 
@@ -84,9 +84,13 @@ test: fmt-check $(BUILD)/runc bin/mrtd
 	MRTD_INTEGRATION=1 MRTD_RUNC=$(CURDIR)/$(BUILD)/runc MRTD_BIN=$(CURDIR)/bin/mrtd \
 		$(GO) test -race -count=1 ./...
 
-## bench: ratios against raw runc, measured in the same run.
+## bench: ratios against raw runc, measured in the same run (BENCH_FLAGS="-n 10" for fewer runs).
 bench: $(BUILD)/runc bin/mrtd
-	$(GO) run ./tools/bench -runc $(CURDIR)/$(BUILD)/runc -mrtd $(CURDIR)/bin/mrtd -archive $(CURDIR)/$(BUILD)/rootfs.tar.zst
+	$(GO) run ./tools/bench -runc $(CURDIR)/$(BUILD)/runc -mrtd $(CURDIR)/bin/mrtd -archive $(CURDIR)/$(BUILD)/rootfs.tar.zst $(BENCH_FLAGS)
+
+## soak: kill random workers of a pool for a while (SOAK_FLAGS="-duration 60s -workers 16"); not part of test.
+soak: bin/mrtd
+	$(GO) run ./tools/soak -mrtd $(CURDIR)/bin/mrtd $(SOAK_FLAGS)
 
 ## clean: remove what is quick to rebuild; keeps the rootfs.
 clean:

@@ -11,7 +11,12 @@
 //   - cold extraction: a run with a fresh cache minus the warm start vs.
 //     `zstd -dc ARCHIVE | tar -x` into the same filesystem;
 //   - proportionality: a warm start with the ~100 MB embedded rootfs vs. one
-//     with a tiny rootfs archive, and vs. the same tree passed as a directory.
+//     with a tiny rootfs archive, and vs. the same tree passed as a directory;
+//   - the pool (`mrtd --workers N`, see pool.go): start of N = 1, 4, 16, 64
+//     workers vs. N raw `runc run -d` at once; restart after SIGKILL vs.
+//     `runc run -d` and vs. `runc delete --force` + `runc run -d`; and, as
+//     figures with targets rather than ratios, mrtd's PSS per worker,
+//     resident runc processes and idle CPU.
 //
 // Ratios are reported, never enforced: bench exits 0 unless a measurement
 // could not run at all. Everything it creates lives under one temporary
@@ -46,6 +51,7 @@ import (
 
 	"github.com/mrt-project/mrt/config"
 	"github.com/mrt-project/mrt/container"
+	"github.com/mrt-project/mrt/tools/bench/daemon"
 )
 
 var (
@@ -57,6 +63,9 @@ var (
 	warmup      = flag.Int("warmup", 3, "unmeasured `runs` of each series before measuring")
 	tmpParent   = flag.String("tmpdir", "", "create the work directory under `DIR` (default: $TMPDIR or /tmp); when run as root, uid 65534 must be able to traverse it")
 	verbose     = flag.Bool("v", false, "print every command run")
+	poolFlag    = flag.Bool("pool", true, "measure the pool (mrtd --workers N) figures")
+	poolOnly    = flag.Bool("pool-only", false, "measure only the pool figures")
+	idleWindow  = flag.Duration("idle", 10*time.Second, "`window` over which the pool's idle CPU is measured")
 )
 
 func main() {
@@ -65,7 +74,7 @@ func main() {
 		flag.PrintDefaults()
 	}
 	flag.Parse()
-	if *runcPath == "" || *mrtdPath == "" || *archivePath == "" || flag.NArg() != 0 || *n < 1 || *coldN < 1 || *warmup < 0 {
+	if *runcPath == "" || *mrtdPath == "" || *archivePath == "" || flag.NArg() != 0 || *n < 1 || *coldN < 1 || *warmup < 0 || *idleWindow <= 0 {
 		flag.Usage()
 		os.Exit(2)
 	}
@@ -123,6 +132,8 @@ type bench struct {
 	floorBundle     string // config.json as mrtd writes it
 	floorUnconfined string // the same with --seccomp unconfined
 	floorSeq        int
+
+	pool *poolBench // the pool figures' state, once they started
 }
 
 func benchMain() int {
@@ -147,6 +158,12 @@ func benchMain() int {
 		b.uid, b.gid = config.DefaultHostID, config.DefaultHostID
 	}
 	b.nofile = noFileLimit()
+	// Detached floor containers (runc run -d) are reparented to bench,
+	// which reaps them; so are the containers of an mrtd that died.
+	if err := daemon.SetSubreaper(); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: becoming a child subreaper: %v\n", err)
+		return 1
+	}
 
 	if b.tmp, err = os.MkdirTemp(*tmpParent, "mrtd-bench-"); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
@@ -188,6 +205,9 @@ type row struct {
 	target     float64
 	targetText string // "<= 1.25x"; the ratio is compared with target
 	skip       string // why the row has no figure
+	// faster rows report floor/value, "how many times faster than the
+	// floor", over when below target.
+	faster bool
 }
 
 func (b *bench) measure() error {
@@ -204,10 +224,58 @@ func (b *bench) measure() error {
 		fmt.Printf("kernel: %s", u)
 	}
 	fmt.Printf("running as uid %d: container root maps to uid %d; work dir %s\n", os.Geteuid(), b.uid, b.tmp)
-	fmt.Printf("runs: %d per warm series, %d per cold series, %d warm-up; figures are medians\n\n", *n, *coldN, *warmup)
+	fmt.Printf("runs: %d per warm series, %d per cold series, %d warm-up; figures are medians\n", *n, *coldN, *warmup)
+	if *poolFlag {
+		fmt.Printf("pool: workers run %q; starts of 1 and 4 workers %d runs, 16 workers %d, 64 workers %d (1 warm-up each);\n"+
+			"  restart %d runs (%d warm-up), with and without seccomp; memory 3 pools each of 1 and 64 workers; idle CPU over %v\n",
+			strings.Join(poolCommand, " "), *n, min(*n, 10), min(*n, 3), *n, *warmup, *idleWindow)
+	}
+	fmt.Println()
 
+	var rows []row
+	var series []*samples
+	if !*poolOnly {
+		var err error
+		if rows, series, err = b.runFigures(); err != nil {
+			return err
+		}
+	}
+
+	// 4. The pool.
+	var res []resRow
+	if *poolFlag {
+		poolRows, poolRes, poolSeries, err := b.poolFigures()
+		if err != nil {
+			return err
+		}
+		rows = append(rows, poolRows...)
+		res = poolRes
+		series = append(series, poolSeries...)
+	}
+
+	printTable(rows)
+	if dev, ok := ext4NoJournal(b.tmp); ok && !*poolOnly {
+		fmt.Printf("note: %s is on ext4 without a journal (%s): for 1 to 6 minutes after many files are\n"+
+			"  deleted (an earlier bench run, tests), creating files there is several times slower\n"+
+			"  (ext4's recently_deleted), which inflates both sides of the cold-extraction rows alike.\n", tmpRoot(), dev)
+	}
+	if len(res) > 0 {
+		fmt.Println()
+		printResTable(res)
+	}
+	fmt.Println()
+	fmt.Println("series (ms)                                   n     min  median     p90     max")
+	for _, s := range series {
+		s.print()
+	}
+	return nil
+}
+
+// runFigures measures the figures of `mrtd run`: warm start, cold
+// extraction, proportionality.
+func (b *bench) runFigures() ([]row, []*samples, error) {
 	if err := b.setup(); err != nil {
-		return err
+		return nil, nil, err
 	}
 	var rows []row
 	var series []*samples
@@ -229,7 +297,7 @@ func (b *bench) measure() error {
 		series2(runcUnconf, func() (time.Duration, error) { return b.floorRun(b.floorUnconfined) }),
 	)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	series = append(series, mrtdWarm, runcWarm, mrtdUnconf, runcUnconf)
 	rows = append(rows, row{
@@ -246,7 +314,7 @@ func (b *bench) measure() error {
 	fmt.Fprintln(os.Stderr, "bench: cold extraction vs. zstd -dc | tar -x ...")
 	coldRows, coldSeries, err := b.cold(mrtdWarm.median(), runcWarm.median())
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	rows = append(rows, coldRows...)
 	series = append(series, coldSeries...)
@@ -255,23 +323,11 @@ func (b *bench) measure() error {
 	fmt.Fprintln(os.Stderr, "bench: warm start, large vs. tiny rootfs ...")
 	propRows, propSeries, err := b.proportionality()
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	rows = append(rows, propRows...)
 	series = append(series, propSeries...)
-
-	printTable(rows)
-	if dev, ok := ext4NoJournal(b.tmp); ok {
-		fmt.Printf("note: %s is on ext4 without a journal (%s): for 1 to 6 minutes after many files are\n"+
-			"  deleted (an earlier bench run, tests), creating files there is several times slower\n"+
-			"  (ext4's recently_deleted), which inflates both sides of the cold-extraction rows alike.\n", tmpRoot(), dev)
-	}
-	fmt.Println()
-	fmt.Println("series (ms)                                   n     min  median     p90     max")
-	for _, s := range series {
-		s.print()
-	}
-	return nil
+	return rows, series, nil
 }
 
 // setup warms mrtd's cache with the embedded rootfs and writes the floor's
@@ -687,8 +743,13 @@ func (b *bench) cleanup() {
 	if b.logFile != nil {
 		b.logFile.Close()
 	}
+	states := []string{b.floorState, filepath.Join(b.runtimeDir, "runc")}
+	if b.pool != nil {
+		b.pool.cleanupPool()
+		states = append(states, b.pool.rawState, filepath.Join(b.pool.runtime, "runc"))
+	}
 	var left []string
-	for _, state := range []string{b.floorState, filepath.Join(b.runtimeDir, "runc")} {
+	for _, state := range states {
 		if state == "" || state == "runc" {
 			continue
 		}
@@ -707,6 +768,9 @@ func (b *bench) cleanup() {
 	if len(left) > 0 {
 		fmt.Fprintf(os.Stderr, "bench: removed containers left in runc's state: %v\n", left)
 	}
+	// Inits of containers removed above, reparented to bench.
+	time.Sleep(100 * time.Millisecond)
+	daemon.ReapAll()
 	if err := removeTree(b.tmp); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: removing %s: %v\n", b.tmp, err)
 	}
@@ -809,7 +873,12 @@ func printTable(rows []row) {
 		}
 		ratio := float64(r.value) / float64(r.floor)
 		mark := ""
-		if r.target > 0 && ratio > r.target {
+		if r.faster {
+			ratio = 1 / ratio
+			if ratio < r.target {
+				mark = "  (over)"
+			}
+		} else if r.target > 0 && ratio > r.target {
 			mark = "  (over)"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s (%s)\t%.2fx\t%s%s\t\n", r.figure, ms(r.value), ms(r.floor), r.floorWhat, ratio, r.targetText, mark)
