@@ -239,8 +239,10 @@ func (s *Supervisor) loop(ctx context.Context, e *entry) error {
 		}
 		delay := b.Next(ranFor, err != nil, s.spec.Rand)
 		until := clock.Now().Add(delay)
-		s.set(e, BackingOff, func(st *Status) { exited(st); st.BackoffUntil = until }, delay)
+		// The timer exists before anyone hears of the backoff, so that a
+		// hook (or a test's clock) acting on the event cannot miss it.
 		t := clock.NewTimer(delay)
+		s.set(e, BackingOff, func(st *Status) { exited(st); st.BackoffUntil = until }, delay)
 		select {
 		case <-ctx.Done():
 			t.Stop()
