@@ -15,7 +15,7 @@ DEB_PACKAGES := debootstrap libseccomp-dev pkg-config gcc libc6-dev
 GO_SOURCES := $(shell find . -name '*.go' -not -path './tools/runc/*' -not -path './$(BUILD)/*') go.mod go.sum
 EMBEDDED := assets/embedded
 
-.PHONY: all run test bench soak deps runc rootfs clean distclean fmt-check
+.PHONY: all run test bench soak install deps runc rootfs clean distclean fmt-check
 
 all: bin/mrtd
 
@@ -91,6 +91,16 @@ bench: $(BUILD)/runc bin/mrtd
 ## soak: kill random workers of a pool for a while (SOAK_FLAGS="-duration 60s -workers 16"); not part of test.
 soak: bin/mrtd
 	$(GO) run ./tools/soak -mrtd $(CURDIR)/bin/mrtd $(SOAK_FLAGS)
+
+## install: bin/mrtd into $(PREFIX)/bin and the user unit into $(UNITDIR).
+PREFIX ?= $(HOME)/.local
+UNITDIR ?= $(or $(XDG_CONFIG_HOME),$(HOME)/.config)/systemd/user
+install: bin/mrtd
+	install -D -m 0755 bin/mrtd $(DESTDIR)$(PREFIX)/bin/mrtd
+	install -d $(DESTDIR)$(UNITDIR)
+	sed 's|%h/.local/bin/mrtd|$(if $(filter $(HOME)/.local,$(PREFIX)),%h/.local,$(PREFIX))/bin/mrtd|' \
+		deploy/systemd/mrtd.service > $(DESTDIR)$(UNITDIR)/mrtd.service
+	@echo "installed; now: systemctl --user daemon-reload && systemctl --user enable --now mrtd"
 
 ## clean: remove what is quick to rebuild; keeps the rootfs.
 clean:

@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/containerd/go-runc v1.2.1
+	github.com/coreos/go-systemd/v22 v22.7.0
 	github.com/go-logr/logr v1.4.4
 	github.com/go-logr/zapr v1.3.0
 	github.com/klauspost/compress v1.20.4

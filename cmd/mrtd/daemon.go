@@ -160,6 +160,12 @@ func daemon(ctx context.Context, cfg config.Config, pc config.Pool, log logr.Log
 	if pc.Restart == config.RestartOnFailure {
 		policy = supervisor.OnFailure
 	}
+	var notify *notifier
+	var hook func(supervisor.Event)
+	if notifyEnabled() {
+		notify = newNotifier(log.WithName("systemd"), pc.Workers)
+		hook = notify.event
+	}
 	pl := pool.New(pool.Config{
 		Workers:  pc.Workers,
 		Instance: pc.Instance,
@@ -181,6 +187,7 @@ func daemon(ctx context.Context, cfg config.Config, pc config.Pool, log logr.Log
 			BackoffMin: pc.BackoffMin,
 			BackoffMax: pc.BackoffMax,
 			Restart:    policy,
+			Hook:       hook,
 		},
 	}, rt, rp, log.WithName("pool"))
 
@@ -193,16 +200,38 @@ func daemon(ctx context.Context, cfg config.Config, pc config.Pool, log logr.Log
 	defer stopPool()
 	poolDone := make(chan struct{})
 	var g errgroup.Group
+	if iv := watchdogInterval(); notify != nil && iv > 0 {
+		wdCtx, stopWatchdog := context.WithCancel(ctx)
+		g.Go(func() error {
+			go func() { <-poolDone; stopWatchdog() }()
+			notify.watchdog(wdCtx, iv, func() { pl.Status() })
+			return nil
+		})
+	}
 	g.Go(func() error {
 		// SIGUSR1 logs every worker's state, as a status view until the
 		// control socket exists.
 		usr1 := make(chan os.Signal, 1)
 		signal.Notify(usr1, unix.SIGUSR1)
 		defer signal.Stop(usr1)
+		// SIGHUP is systemd's reload. mrtd reads no config file yet, so
+		// there is nothing to re-read; answering keeps it from killing
+		// mrtd, and systemd sees the reload complete.
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, unix.SIGHUP)
+		defer signal.Stop(hup)
 		for {
 			select {
 			case <-usr1:
 				logStatus(log, pl)
+			case <-hup:
+				if notify != nil {
+					notify.reloading()
+				}
+				log.Info("reload requested: there is no config file to re-read yet; the running configuration stays")
+				if notify != nil {
+					notify.reloaded()
+				}
 			case <-poolDone:
 				return nil
 			}
@@ -218,6 +247,9 @@ func daemon(ctx context.Context, cfg config.Config, pc config.Pool, log logr.Log
 		select {
 		case sig := <-sigs:
 			log.Info("stopping workers", "signal", sig.String(), "stopTimeout", pc.StopTimeout.String())
+			if notify != nil {
+				notify.stopping()
+			}
 			stopPool()
 		case <-poolDone:
 			return nil

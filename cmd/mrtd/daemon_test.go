@@ -31,7 +31,12 @@ func (e *integrationEnv) daemonArgs(d dirs, extra ...string) []string {
 
 func (e *integrationEnv) startDaemon(t *testing.T, d dirs, args ...string) *daemonProc {
 	t.Helper()
-	cmd := e.command(context.Background(), e.mrtd, d, args...)
+	return e.startCmd(t, e.command(context.Background(), e.mrtd, d, args...))
+}
+
+// startCmd starts a prepared mrtd command and follows its log.
+func (e *integrationEnv) startCmd(t *testing.T, cmd *exec.Cmd) *daemonProc {
+	t.Helper()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
