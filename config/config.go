@@ -47,6 +47,8 @@ type Config struct {
 	Workdir  string
 	Hostname string
 	LogLevel string
+	// LogFormat is auto, journal, console or json.
+	LogFormat string
 	// Args is the command to run.
 	Args []string
 }
@@ -55,11 +57,12 @@ type Config struct {
 // environment lookup (os.LookupEnv in mrtd).
 func Default(euid int, getenv func(string) string) (Config, error) {
 	c := Config{
-		HostUID:  DefaultHostID,
-		HostGID:  DefaultHostID,
-		Network:  NetworkHost,
-		Seccomp:  SeccompDefault,
-		LogLevel: "info",
+		HostUID:   DefaultHostID,
+		HostGID:   DefaultHostID,
+		Network:   NetworkHost,
+		Seccomp:   SeccompDefault,
+		LogLevel:  "info",
+		LogFormat: "auto",
 	}
 	if euid == 0 {
 		// As for a system service (systemd's CacheDirectory= and
@@ -141,6 +144,11 @@ func (c *Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		return usagef("unknown --log-level %q: use debug, info, warn or error", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "auto", "journal", "console", "json":
+	default:
+		return usagef("unknown --log-format %q: use auto, journal, console or json", c.LogFormat)
 	}
 	if c.Runc != "" {
 		fi, err := os.Stat(c.Runc)
@@ -301,8 +309,13 @@ func (p *Pool) Validate() error {
 	if _, err := ParseSignal(p.StopSignal); err != nil {
 		return err
 	}
-	if p.StopTimeout < 0 || p.BackoffMin <= 0 || p.BackoffMax < p.BackoffMin {
-		return usagef("durations: --stop-timeout must be >= 0, --backoff-min > 0 and --backoff-max >= --backoff-min")
+	switch {
+	case p.StopTimeout < 0:
+		return usagef("--stop-timeout %v is negative", p.StopTimeout)
+	case p.BackoffMin <= 0:
+		return usagef("--backoff-min %v: use a positive duration such as 100ms", p.BackoffMin)
+	case p.BackoffMax < p.BackoffMin:
+		return usagef("--backoff-max %v is below --backoff-min %v: raise it", p.BackoffMax, p.BackoffMin)
 	}
 	for _, m := range p.Mounts {
 		if _, err := ParseMount(m); err != nil {

@@ -96,7 +96,7 @@ func daemonCommand(args []string, stdout, stderr io.Writer) int {
 	if err := cfg.Validate(); err != nil {
 		return fail(stderr, err)
 	}
-	log := newLogger(os.Stderr, cfg.LogLevel)
+	log := newLogger(os.Stderr, cfg.LogLevel, cfg.LogFormat).WithValues("instance", pc.Instance)
 	if err := daemon(context.Background(), cfg, pc, log); err != nil {
 		return failDaemon(stderr, err)
 	}
@@ -195,7 +195,7 @@ func daemon(ctx context.Context, cfg config.Config, pc config.Pool, log logr.Log
 	signal.Notify(sigs, unix.SIGINT, unix.SIGTERM)
 	defer signal.Stop(sigs)
 
-	log.Info("starting workers", "instance", pc.Instance, "workers", pc.Workers, "command", strings.Join(cfg.Args, " "), "rootfs", p.rootfs)
+	log.Info("starting workers", "workers", pc.Workers, "command", strings.Join(cfg.Args, " "), "rootfs", p.rootfs)
 	poolCtx, stopPool := context.WithCancel(ctx)
 	defer stopPool()
 	poolDone := make(chan struct{})

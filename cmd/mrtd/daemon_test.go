@@ -25,8 +25,12 @@ type daemonProc struct {
 	lines  []string
 }
 
+// daemonArgs point mrtd at the test's runc, rootfs and directories. The
+// short stop timeout bounds a stop that reaches a probe before its signal
+// handler is installed (a pid 1 ignores signals it does not handle); a
+// later --stop-timeout in extra wins.
 func (e *integrationEnv) daemonArgs(d dirs, extra ...string) []string {
-	return append([]string{"--runc", e.runc, "--rootfs", e.rootfs, "--cache-dir", d.cache, "--runtime-dir", d.runtime}, extra...)
+	return append([]string{"--runc", e.runc, "--rootfs", e.rootfs, "--cache-dir", d.cache, "--runtime-dir", d.runtime, "--stop-timeout", "3s"}, extra...)
 }
 
 func (e *integrationEnv) startDaemon(t *testing.T, d dirs, args ...string) *daemonProc {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"io"
 	"os"
 
 	"github.com/go-logr/logr"
@@ -11,32 +10,60 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// newLogger returns a logr.Logger writing to w: console lines on a terminal,
-// JSON otherwise.
-func newLogger(w *os.File, level string) logr.Logger {
+// newLogger returns a logr.Logger for format: "journal" (journald's native
+// protocol), "console", "json", or "auto": the journal when systemd connected
+// stderr to it, console lines on a terminal, JSON otherwise. When the journal
+// cannot be reached, it logs JSON to w and says so once.
+func newLogger(w *os.File, level, format string) logr.Logger {
 	var lvl zapcore.Level
 	if err := lvl.UnmarshalText([]byte(level)); err != nil {
 		lvl = zapcore.InfoLevel
 	}
-	var enc zapcore.Encoder
-	if isTerminal(w) {
+	if format == "" || format == "auto" {
+		switch {
+		case stderrIsJournal():
+			format = "journal"
+		case isTerminal(w):
+			format = "console"
+		default:
+			format = "json"
+		}
+	}
+	sink := zapcore.Lock(zapcore.AddSync(w))
+	jsonCore := zapcore.NewCore(jsonEncoder(), sink, lvl)
+	var core zapcore.Core
+	var journalErr error
+	switch format {
+	case "console":
 		ec := zap.NewDevelopmentEncoderConfig()
 		ec.EncodeTime = zapcore.TimeEncoderOfLayout("15:04:05.000")
-		enc = zapcore.NewConsoleEncoder(ec)
-	} else {
-		ec := zap.NewProductionEncoderConfig()
-		ec.EncodeTime = zapcore.RFC3339NanoTimeEncoder
-		ec.TimeKey = "time"
-		ec.MessageKey = "msg"
-		enc = zapcore.NewJSONEncoder(ec)
+		core = zapcore.NewCore(zapcore.NewConsoleEncoder(ec), sink, lvl)
+	case "journal":
+		jc, err := newJournalCore(journalSocket(), lvl, jsonCore)
+		if err != nil {
+			core, journalErr = jsonCore, err
+			break
+		}
+		core = jc
+	default:
+		core = jsonCore
 	}
-	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), lvl)
-	return zapr.NewLogger(zap.New(core)).WithName("mrtd")
+	log := zapr.NewLogger(zap.New(core)).WithName("mrtd")
+	if journalErr != nil {
+		log.Info("journal unavailable, logging to stderr", "socket", journalSocket(), "reason", journalErr.Error())
+	}
+	return log
+}
+
+func jsonEncoder() zapcore.Encoder {
+	ec := zap.NewProductionEncoderConfig()
+	ec.EncodeTime = zapcore.RFC3339NanoTimeEncoder
+	ec.TimeKey = "time"
+	ec.MessageKey = "msg"
+	return zapcore.NewJSONEncoder(ec)
 }
 
 func isTerminal(f *os.File) bool {
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 	return err == nil
 }
-
-var _ io.Writer = (*os.File)(nil)

@@ -51,6 +51,7 @@ func containerFlags(fs *flag.FlagSet, cfg *config.Config, env *stringList) {
 	fs.Var(env, "env", "set `KEY=VALUE` in the container (repeatable)")
 	fs.StringVar(&cfg.Workdir, "workdir", cfg.Workdir, "working `DIR` inside the container (default /)")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "`auto` (the journal under systemd, console on a terminal, else JSON), journal, console or json")
 }
 
 func runCommand(args []string, stdout, stderr io.Writer) int {
@@ -72,7 +73,7 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	if err := cfg.Validate(); err != nil {
 		return fail(stderr, err)
 	}
-	log := newLogger(os.Stderr, cfg.LogLevel)
+	log := newLogger(os.Stderr, cfg.LogLevel, cfg.LogFormat)
 
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, unix.SIGINT, unix.SIGTERM)

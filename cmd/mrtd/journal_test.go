@@ -1,0 +1,138 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// parseJournal decodes one native-protocol datagram.
+func parseJournal(t *testing.T, b []byte) map[string]string {
+	t.Helper()
+	fields := map[string]string{}
+	for len(b) > 0 {
+		nl := bytes.IndexByte(b, '\n')
+		if nl < 0 {
+			t.Fatalf("unterminated field in %q", b)
+		}
+		line := b[:nl]
+		if k, v, ok := bytes.Cut(line, []byte("=")); ok {
+			fields[string(k)] = string(v)
+			b = b[nl+1:]
+			continue
+		}
+		size := binary.LittleEndian.Uint64(b[nl+1 : nl+9])
+		fields[string(line)] = string(b[nl+9 : nl+9+int(size)])
+		b = b[nl+9+int(size)+1:]
+	}
+	return fields
+}
+
+func TestJournalEncoding(t *testing.T) {
+	var b bytes.Buffer
+	journalField(&b, "MESSAGE", "one line")
+	journalField(&b, "MRTD_ERROR", "two\nlines")
+	got := parseJournal(t, b.Bytes())
+	if got["MESSAGE"] != "one line" || got["MRTD_ERROR"] != "two\nlines" {
+		t.Fatalf("decoded %q", got)
+	}
+	for in, want := range map[string]string{
+		"worker": "MRTD_WORKER", "containerId": "CONTAINER_ID", "instance": "MRTD_INSTANCE",
+		"restarts": "MRTD_RESTARTS", "stopTimeout": "MRTD_STOP_TIMEOUT", "a-b": "MRTD_A_B",
+	} {
+		if got := journalKey(in); got != want {
+			t.Errorf("journalKey(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestPoolLogsToJournal runs the pool with --log-format journal against a
+// journal socket the test opened.
+func TestPoolLogsToJournal(t *testing.T) {
+	e := needIntegration(t)
+	d := e.newDirs(t)
+	sockPath := filepath.Join(e.userDir(t, "journal"), "socket")
+	os.Remove(sockPath)
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sockPath, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	os.Chmod(sockPath, 0o777)
+	entries := make(chan map[string]string, 1000)
+	go func() {
+		buf := make([]byte, 1<<16)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				return
+			}
+			entries <- parseJournal(t, append([]byte(nil), buf[:n]...))
+		}
+	}()
+	cmd := e.command(context.Background(), e.mrtd, d, e.daemonArgs(d, "--workers", "2", "--log-format", "journal",
+		"--backoff-min", "1h", "--backoff-max", "1h", "--", "/bin/probe", "stderr", "to stderr")...)
+	cmd.Env = append(cmd.Env, "MRTD_JOURNAL_SOCKET="+sockPath)
+	p := e.startCmd(t, cmd)
+
+	var running, lines []map[string]string
+	timeout := time.After(30 * time.Second)
+	for len(running) < 2 || len(lines) < 2 {
+		select {
+		case f := <-entries:
+			switch f["MESSAGE"] {
+			case "worker running":
+				running = append(running, f)
+			case "to stderr":
+				lines = append(lines, f)
+			}
+		case <-timeout:
+			t.Fatalf("want 2 starts and 2 container lines; got %v and %v; stderr:\n%s", running, lines, p.log())
+		}
+	}
+	for _, f := range running {
+		if f["PRIORITY"] != "6" || f["SYSLOG_IDENTIFIER"] != "mrtd" || f["MRTD_INSTANCE"] != "mrtd" ||
+			f["CONTAINER_ID"] != "mrtd-"+f["MRTD_WORKER"] || f["MRTD_PID"] == "" {
+			t.Errorf("lifecycle entry %v", f)
+		}
+	}
+	workers := map[string]bool{}
+	for _, f := range lines {
+		if f["PRIORITY"] != "4" || f["CONTAINER_ID"] != "mrtd-"+f["MRTD_WORKER"] || f["MRTD_STREAM"] != "stderr" {
+			t.Errorf("container line entry %v: want its worker's fields at warning priority", f)
+		}
+		workers[f["MRTD_WORKER"]] = true
+	}
+	if len(workers) != 2 {
+		t.Errorf("container lines came from workers %v, want both", workers)
+	}
+	if code := p.stop(t); code != 0 {
+		t.Fatalf("mrtd exited %d", code)
+	}
+	if strings.TrimSpace(p.log()) != "" {
+		t.Errorf("with the journal, stderr stays quiet; got:\n%s", p.log())
+	}
+	assertClean(t, d)
+}
+
+func TestJournalFallsBackToStderr(t *testing.T) {
+	e := needIntegration(t)
+	d := e.newDirs(t)
+	cmd := e.command(context.Background(), e.mrtd, d, e.daemonArgs(d, "--workers", "1", "--log-format", "journal", "--", "/bin/probe", "pause")...)
+	cmd.Env = append(cmd.Env, "MRTD_JOURNAL_SOCKET=/nonexistent/journal.sock")
+	p := e.startCmd(t, cmd)
+	if ev := p.next(t, "journal unavailable, logging to stderr"); ev["socket"] != "/nonexistent/journal.sock" {
+		t.Fatalf("fallback event %v", ev)
+	}
+	p.ready(t, 1)
+	if code := p.stop(t); code != 0 {
+		t.Fatalf("mrtd exited %d", code)
+	}
+	assertClean(t, d)
+}
