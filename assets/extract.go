@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -59,15 +60,16 @@ type extractStats struct {
 	Bytes                                     int64
 }
 
-// countingReader counts bytes read through it.
+// countingReader counts bytes read through it. The zstd decoder reads from
+// its own goroutine while progress is reported from the extracting one.
 type countingReader struct {
 	r io.Reader
-	n int64
+	n atomic.Int64
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
-	c.n += int64(n)
+	c.n.Add(int64(n))
 	return n, err
 }
 
@@ -169,7 +171,7 @@ func extract(r io.Reader, root string, opts extractOptions) (extractStats, error
 		if opts.Progress != nil {
 			if now := time.Now(); now.Sub(lastReport) >= time.Second {
 				lastReport = now
-				opts.Progress(counted.n)
+				opts.Progress(counted.n.Load())
 			}
 		}
 	}
