@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
 	"github.com/mrt-project/mrt/container"
@@ -40,6 +43,10 @@ type Pool struct {
 	log    logr.Logger
 	sup    *supervisor.Supervisor
 	kill   chan struct{}
+
+	scaleMu sync.Mutex // serializes Scale
+	mu      sync.Mutex
+	desired int
 }
 
 // New returns a pool of cfg.Workers workers.
@@ -54,6 +61,7 @@ func New(cfg Config, rt *container.Runtime, rp *reaper.Reaper, log logr.Logger) 
 		}
 	}
 	p.sup = supervisor.New(spec)
+	p.desired = cfg.Workers
 	for i := 0; i < cfg.Workers; i++ {
 		p.sup.Add(ContainerID(cfg.Instance, i), p.newWorker(i))
 	}
@@ -85,8 +93,64 @@ func (p *Pool) Run(ctx context.Context) error {
 // It may be called once.
 func (p *Pool) KillNow() { close(p.kill) }
 
-// Status returns every worker's state.
-func (p *Pool) Status() []supervisor.Status { return p.sup.Status() }
+// WorkerStatus is one worker's state.
+type WorkerStatus struct {
+	Index int
+	supervisor.Status
+}
+
+// Status returns every worker's state, by index.
+func (p *Pool) Status() []WorkerStatus {
+	all := p.sup.Status()
+	out := make([]WorkerStatus, 0, len(all))
+	for _, st := range all {
+		i, err := strconv.Atoi(strings.TrimPrefix(st.Name, p.cfg.Instance+"-"))
+		if err != nil {
+			continue
+		}
+		out = append(out, WorkerStatus{Index: i, Status: st})
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].Index < out[b].Index })
+	return out
+}
+
+// Desired is the number of workers the pool keeps running.
+func (p *Pool) Desired() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.desired
+}
+
+// Scale changes the number of workers to n while the pool runs: workers
+// 0..n-1 that run already are left alone, new ones start, and those from n
+// up are stopped as on shutdown. It returns once the removed ones stopped.
+func (p *Pool) Scale(ctx context.Context, n int) error {
+	if n < 1 {
+		return fmt.Errorf("cannot scale to %d workers: at least 1", n)
+	}
+	p.scaleMu.Lock()
+	defer p.scaleMu.Unlock()
+	p.mu.Lock()
+	cur := p.desired
+	p.desired = n
+	p.mu.Unlock()
+	for i := cur; i < n; i++ {
+		p.sup.Add(ContainerID(p.cfg.Instance, i), p.newWorker(i))
+	}
+	var g errgroup.Group
+	for i := n; i < cur; i++ {
+		g.Go(func() error { return p.sup.Remove(ctx, ContainerID(p.cfg.Instance, i)) })
+	}
+	return g.Wait()
+}
+
+// Restart stops worker i's container and starts a new one at once.
+func (p *Pool) Restart(i int) error {
+	if i < 0 || i >= p.Desired() {
+		return fmt.Errorf("no worker %d: the pool has workers 0 to %d", i, p.Desired()-1)
+	}
+	return p.sup.Restart(ContainerID(p.cfg.Instance, i))
+}
 
 // usable reports, as a failure no restart can fix, a rootfs or runc that
 // disappeared.

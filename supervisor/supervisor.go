@@ -3,12 +3,11 @@ package supervisor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"sort"
 	"sync"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 )
 
 // ErrDoNotRestart, returned (wrapped) by Serve, means no retry can fix the
@@ -114,29 +113,108 @@ type Event struct {
 	Delay time.Duration
 }
 
-// Supervisor runs services, each in its own restart loop.
+// Supervisor runs services, each in its own restart loop. Services can be
+// added, removed and restarted while it runs.
 type Supervisor struct {
 	spec Spec
+	cmds chan command
 
 	mu       sync.Mutex
 	services map[string]*entry
+	running  bool
 }
 
 type entry struct {
 	svc    Service
 	status Status
+
+	// Set while the loop runs; guarded by Supervisor.mu.
+	cancel    context.CancelFunc // ends the loop
+	done      chan struct{}      // closed when the loop has returned
+	runCancel context.CancelFunc // ends the current run, for Restart
+	kicked    bool               // the current run was ended by Restart
+	wake      chan struct{}      // ends a backoff early, for Restart
 }
+
+// command is a request to a running Supervisor.
+type command struct {
+	add    *entry
+	remove string
+	reply  chan error
+}
+
+// ErrUnknownService is returned for a name no service has.
+var ErrUnknownService = errors.New("no such service")
+
+// ErrNotRunning is returned by Remove when Run is not running.
+var ErrNotRunning = errors.New("supervisor is not running")
 
 // New returns a Supervisor with no services.
 func New(spec Spec) *Supervisor {
-	return &Supervisor{spec: spec.withDefaults(), services: map[string]*entry{}}
+	return &Supervisor{spec: spec.withDefaults(), services: map[string]*entry{}, cmds: make(chan command)}
 }
 
-// Add registers a service under a unique name. It must be called before Run.
+func newEntry(name string, svc Service) *entry {
+	return &entry{svc: svc, status: Status{Name: name, State: Stopped}, wake: make(chan struct{}, 1)}
+}
+
+// Add registers a service under a unique name and, when Run is running,
+// starts it.
 func (s *Supervisor) Add(name string, svc Service) {
+	e := newEntry(name, svc)
+	s.mu.Lock()
+	if !s.running {
+		s.services[name] = e
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	reply := make(chan error, 1)
+	s.cmds <- command{add: e, reply: reply}
+	<-reply
+}
+
+// Remove stops the service (as a cancellation stops it) and forgets it. It
+// returns once the service has stopped.
+func (s *Supervisor) Remove(ctx context.Context, name string) error {
+	s.mu.Lock()
+	running := s.running
+	s.mu.Unlock()
+	if !running {
+		return ErrNotRunning
+	}
+	reply := make(chan error, 1)
+	select {
+	case s.cmds <- command{remove: name, reply: reply}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Restart ends the service's current run (as a cancellation ends it) and
+// starts it again at once, or ends its backoff early. It does not wait.
+func (s *Supervisor) Restart(name string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.services[name] = &entry{svc: svc, status: Status{Name: name, State: Stopped}}
+	e, ok := s.services[name]
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrUnknownService, name)
+	}
+	if e.runCancel != nil {
+		e.kicked = true
+		e.runCancel()
+	}
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+	return nil
 }
 
 // Status returns a snapshot of every service, sorted by name.
@@ -153,26 +231,92 @@ func (s *Supervisor) Status() []Status {
 
 // Run runs every service until ctx is cancelled, then waits for all of them
 // to stop. It returns nil after a cancellation, or the first error that
-// wraps ErrDoNotRestart.
+// wraps ErrDoNotRestart, after stopping the others.
 func (s *Supervisor) Run(ctx context.Context) error {
-	g, ctx := errgroup.WithContext(ctx)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	fatal := make(chan error, 1)
+	start := func(e *entry) { // with s.mu held
+		e.status.State = Starting
+		lctx, lcancel := context.WithCancel(ctx)
+		e.cancel, e.done = lcancel, make(chan struct{})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(e.done)
+			if err := s.loop(lctx, e); err != nil {
+				select {
+				case fatal <- err:
+				default:
+				}
+			}
+		}()
+	}
 	s.mu.Lock()
+	s.running = true
 	for _, e := range s.services {
-		g.Go(func() error { return s.loop(ctx, e) })
+		start(e)
 	}
 	s.mu.Unlock()
-	loops := make(chan struct{})
-	go func() {
-		// Mark what is still up as stopping while the services stop.
+	defer func() {
+		s.mu.Lock()
+		s.running = false
+		s.mu.Unlock()
+	}()
+
+	var err error
+	for err == nil && ctx.Err() == nil {
 		select {
 		case <-ctx.Done():
-			s.markStopping()
-		case <-loops:
+		case err = <-fatal:
+		case c := <-s.cmds:
+			s.handle(c, start)
 		}
+	}
+	cancel()
+	s.markStopping()
+	// Answer requests made while stopping instead of blocking them.
+	stopped := make(chan struct{})
+	go func() { wg.Wait(); close(stopped) }()
+	for {
+		select {
+		case <-stopped:
+			return err
+		case c := <-s.cmds:
+			c.reply <- ErrNotRunning
+		}
+	}
+}
+
+func (s *Supervisor) handle(c command, start func(*entry)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c.add != nil {
+		if old, ok := s.services[c.add.status.Name]; ok && old.done != nil {
+			c.reply <- fmt.Errorf("service %s exists", c.add.status.Name)
+			return
+		}
+		s.services[c.add.status.Name] = c.add
+		start(c.add)
+		c.reply <- nil
+		return
+	}
+	e, ok := s.services[c.remove]
+	if !ok {
+		c.reply <- fmt.Errorf("%w: %s", ErrUnknownService, c.remove)
+		return
+	}
+	e.cancel()
+	go func() {
+		<-e.done
+		s.mu.Lock()
+		if s.services[c.remove] == e {
+			delete(s.services, c.remove)
+		}
+		s.mu.Unlock()
+		c.reply <- nil
 	}()
-	err := g.Wait()
-	close(loops)
-	return err
 }
 
 func (s *Supervisor) markStopping() {
@@ -220,11 +364,24 @@ func (s *Supervisor) loop(ctx context.Context, e *entry) error {
 				st.Restarts++
 			}
 		}, 0)
+		runCtx, runCancel := context.WithCancel(ctx)
+		s.mu.Lock()
+		e.runCancel, e.kicked = runCancel, false
+		select { // a Restart before this run began is served by it
+		case <-e.wake:
+		default:
+		}
+		s.mu.Unlock()
 		start := clock.Now()
-		err := e.svc.Serve(ctx, func(pid int) {
+		err := e.svc.Serve(runCtx, func(pid int) {
 			s.set(e, Running, func(st *Status) { st.Pid = pid }, 0)
 		})
 		ranFor := clock.Now().Sub(start)
+		s.mu.Lock()
+		kicked := e.kicked
+		e.runCancel = nil
+		s.mu.Unlock()
+		runCancel()
 		exited := func(st *Status) { st.Pid, st.LastExit, st.Exited = 0, err, true }
 		switch {
 		case ctx.Err() != nil:
@@ -233,6 +390,10 @@ func (s *Supervisor) loop(ctx context.Context, e *entry) error {
 		case errors.Is(err, ErrDoNotRestart):
 			s.set(e, Stopped, exited, 0)
 			return err
+		case kicked:
+			// Restarted on request: at once, and not a failure.
+			s.set(e, BackingOff, exited, 0)
+			continue
 		case err == nil && s.spec.Restart == OnFailure:
 			s.set(e, Stopped, exited, 0)
 			return nil
@@ -248,6 +409,8 @@ func (s *Supervisor) loop(ctx context.Context, e *entry) error {
 			t.Stop()
 			s.set(e, Stopped, nil, 0)
 			return nil
+		case <-e.wake:
+			t.Stop()
 		case <-t.C():
 		}
 	}

@@ -224,18 +224,22 @@ func TestOnFailurePolicy(t *testing.T) {
 	s := New(Spec{Restart: OnFailure, Jitter: -1, Clock: clock, Hook: ev.hook})
 	w := newScripted()
 	s.Add("w", w)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- s.Run(context.Background()) }()
+	go func() { done <- s.Run(ctx) }()
 	ev.next(t, "w", Running)
 	w.end <- errors.New("exit status 2")
 	clock.Advance(ev.next(t, "w", BackingOff).Delay)
 	ev.next(t, "w", Running)
 	w.end <- nil // clean exit: not restarted
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	ev.next(t, "w", Stopped)
 	if st := s.Status()[0]; st.State != Stopped || st.Restarts != 1 || st.LastExit != nil {
 		t.Fatalf("status %+v", st)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -262,4 +266,69 @@ func TestAlwaysRestartsCleanExits(t *testing.T) {
 	if st := s.Status()[0]; st.Restarts != 3 {
 		t.Fatalf("restarts %d, want 3", st.Restarts)
 	}
+}
+
+func TestAddRemoveRestartWhileRunning(t *testing.T) {
+	clock := &fakeClock{now: time.Unix(0, 0)}
+	ev := newEvents("a", "b")
+	s := New(Spec{BackoffMin: time.Hour, Jitter: -1, Clock: clock, Hook: ev.hook})
+	a := newScripted()
+	s.Add("a", a)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	ev.next(t, "a", Running)
+
+	// Add while running: it starts at once.
+	b := newScripted()
+	s.Add("b", b)
+	ev.next(t, "b", Running)
+
+	// Restart: a new run at once, without the hour of backoff, and a's
+	// failure count is untouched.
+	if err := s.Restart("a"); err != nil {
+		t.Fatal(err)
+	}
+	if e := ev.next(t, "a", Running); e.Restarts != 1 || e.Pid != 1002 {
+		t.Fatalf("after Restart: %+v", e.Status)
+	}
+	if err := s.Restart("nope"); !errors.Is(err, ErrUnknownService) {
+		t.Fatalf("Restart of an unknown service: %v", err)
+	}
+
+	// Remove: b stops and is forgotten; a is untouched.
+	if err := s.Remove(context.Background(), "b"); err != nil {
+		t.Fatal(err)
+	}
+	st := s.Status()
+	if len(st) != 1 || st[0].Name != "a" || st[0].State != Running || st[0].Restarts != 1 {
+		t.Fatalf("status after Remove: %+v", st)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Remove(context.Background(), "a"); !errors.Is(err, ErrNotRunning) {
+		t.Fatalf("Remove after Run: %v", err)
+	}
+}
+
+func TestRestartEndsBackoff(t *testing.T) {
+	clock := &fakeClock{now: time.Unix(0, 0)}
+	ev := newEvents("w")
+	s := New(Spec{BackoffMin: time.Hour, BackoffMax: time.Hour, Jitter: -1, Clock: clock, Hook: ev.hook})
+	w := newScripted()
+	s.Add("w", w)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	ev.next(t, "w", Running)
+	w.end <- errors.New("crash")
+	if d := ev.next(t, "w", BackingOff).Delay; d != time.Hour {
+		t.Fatalf("backoff %v", d)
+	}
+	s.Restart("w")
+	ev.next(t, "w", Running) // no clock advance needed
+	cancel()
+	<-done
 }

@@ -198,8 +198,25 @@ func daemon(ctx context.Context, cfg config.Config, pc config.Pool, log logr.Log
 	log.Info("starting workers", "workers", pc.Workers, "command", strings.Join(cfg.Args, " "), "rootfs", p.rootfs)
 	poolCtx, stopPool := context.WithCancel(ctx)
 	defer stopPool()
+	ln, err := listenControl(cfg.RuntimeDir, pc.Instance)
+	if err != nil {
+		return err
+	}
+	control := &controlServer{ln: ln, pool: pl, instance: pc.Instance, log: log.WithName("control")}
+	if notify != nil {
+		control.scaled = notify.setDesired
+	}
+
 	poolDone := make(chan struct{})
 	var g errgroup.Group
+	g.Go(func() error {
+		go func() {
+			<-poolDone
+			ln.Close() // also removes the socket file
+		}()
+		control.serve(ctx)
+		return nil
+	})
 	if iv := watchdogInterval(); notify != nil && iv > 0 {
 		wdCtx, stopWatchdog := context.WithCancel(ctx)
 		g.Go(func() error {

@@ -16,6 +16,9 @@ import (
 const usage = `Usage:
   mrtd [flags] [--] [COMMAND [ARG...]]     keep --workers containers running
   mrtd run [flags] [--] COMMAND [ARG...]   run one container in the foreground
+  mrtd status [--json]                     each worker's state, pid, uptime, restarts, last exit
+  mrtd scale N                             keep N workers; those below N are left alone
+  mrtd restart WORKER                      replace one worker's container
   mrtd version                             print mrtd's and runc's versions
 
 mrtd carries runc and a Debian bookworm rootfs with python3: nothing needs to
@@ -36,6 +39,8 @@ func mrtd(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "run":
 		return runCommand(args[1:], stdout, stderr)
+	case "status", "scale", "restart":
+		return ctlCommand(args[0], args[1:], stdout, stderr)
 	case "version", "--version":
 		return versionCommand(stdout, stderr)
 	case "help":

@@ -74,6 +74,15 @@ func (n *notifier) event(ev supervisor.Event) {
 	}
 }
 
+// setDesired changes the worker count the status reports.
+func (n *notifier) setDesired(workers int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.desired = workers
+	n.status = fmt.Sprintf("%d/%d workers running, %d restarts", len(n.running), n.desired, n.restarts)
+	n.send("STATUS=" + n.status + "\n")
+}
+
 // reloading says a reload began, with the monotonic time systemd needs to
 // tell this reload from an earlier one.
 func (n *notifier) reloading() {

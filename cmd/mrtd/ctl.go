@@ -1,0 +1,130 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/mrt-project/mrt/config"
+)
+
+const ctlUsage = `Usage:
+  mrtd status [--json]       each worker's state, pid, uptime, restarts and last exit
+  mrtd scale N              keep N workers: those below N are left alone
+  mrtd restart WORKER       replace one worker's container
+
+They talk to a running mrtd through its control socket,
+<runtime-dir>/<instance>.sock.
+
+Flags:
+`
+
+// ctlCommand runs status, scale or restart against a running daemon.
+func ctlCommand(name string, args []string, stdout, stderr io.Writer) int {
+	cfg, err := config.Default(os.Geteuid(), os.Getenv)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	instance := config.DefaultPool().Instance
+	jsonOut := false
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.StringVar(&cfg.RuntimeDir, "runtime-dir", cfg.RuntimeDir, "the running mrtd's runtime `DIR`")
+	fs.StringVar(&instance, "instance", instance, "the running mrtd's instance `name`")
+	if name == "status" {
+		fs.BoolVar(&jsonOut, "json", false, "print JSON")
+	}
+	// Flags may come before or after the argument: mrtd scale 8 --instance x.
+	var positional []string
+	for {
+		if err := parseFlags(fs, args); errors.Is(err, errHelp) {
+			fmt.Fprint(stdout, ctlUsage)
+			printFlags(stdout, fs)
+			return 0
+		} else if err != nil {
+			return fail(stderr, err)
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	req := controlRequest{Command: name}
+	want := map[string]int{"status": 0, "scale": 1, "restart": 1}[name]
+	if len(positional) != want {
+		return fail(stderr, &config.UsageError{Err: fmt.Errorf("mrtd %s takes %d argument(s) (see `mrtd %s --help`)", name, want, name)})
+	}
+	if want == 1 {
+		n, err := strconv.Atoi(positional[0])
+		if err != nil || n < 0 {
+			return fail(stderr, &config.UsageError{Err: fmt.Errorf("mrtd %s %q: not a number", name, positional[0])})
+		}
+		if name == "scale" {
+			req.Workers = n
+		} else {
+			req.Worker = &n
+		}
+	}
+	resp, err := control(controlPath(cfg.RuntimeDir, instance), req)
+	if err != nil {
+		return failDaemon(stderr, err)
+	}
+	if resp.Error != "" {
+		fmt.Fprintf(stderr, "mrtd: %s\n", resp.Error)
+		return 1
+	}
+	if jsonOut {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(resp)
+		return 0
+	}
+	printStatus(stdout, resp)
+	return 0
+}
+
+// control sends one request to the control socket at path.
+func control(path string, req controlRequest) (*controlResponse, error) {
+	conn, err := net.DialTimeout("unix", path, 5*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("no mrtd answers at %s: %v (is it running, with this --instance and --runtime-dir?)", path, errors.Unwrap(err))
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(2 * time.Minute))
+	if err := json.NewEncoder(conn).Encode(req); err != nil {
+		return nil, err
+	}
+	var resp controlResponse
+	if err := json.NewDecoder(conn).Decode(&resp); err != nil {
+		return nil, fmt.Errorf("reading mrtd's answer: %w", err)
+	}
+	return &resp, nil
+}
+
+func printStatus(w io.Writer, resp *controlResponse) {
+	fmt.Fprintf(w, "instance %s: %d workers desired\n", resp.Instance, resp.Desired)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "WORKER\tCONTAINER\tSTATE\tPID\tUPTIME\tRESTARTS\tLAST EXIT")
+	for _, st := range resp.Workers {
+		pid, uptime := "-", "-"
+		if st.Pid > 0 {
+			pid = strconv.Itoa(st.Pid)
+		}
+		if st.State == "running" {
+			uptime = time.Since(st.Since).Round(time.Second).String()
+		}
+		last := st.LastExit
+		if last == "" {
+			last = "-"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\n", st.Worker, st.ContainerID, st.State, pid, uptime, st.Restarts, last)
+	}
+	tw.Flush()
+}
