@@ -98,8 +98,10 @@ UNITDIR ?= $(or $(XDG_CONFIG_HOME),$(HOME)/.config)/systemd/user
 install: bin/mrtd
 	install -D -m 0755 bin/mrtd $(DESTDIR)$(PREFIX)/bin/mrtd
 	install -d $(DESTDIR)$(UNITDIR)
-	sed 's|%h/.local/bin/mrtd|$(if $(filter $(HOME)/.local,$(PREFIX)),%h/.local,$(PREFIX))/bin/mrtd|' \
-		deploy/systemd/mrtd.service > $(DESTDIR)$(UNITDIR)/mrtd.service
+	for u in mrtd.service mrtd@.service; do \
+		sed 's|%h/.local/bin/mrtd|$(if $(filter $(HOME)/.local,$(PREFIX)),%h/.local,$(PREFIX))/bin/mrtd|' \
+			deploy/systemd/$$u > $(DESTDIR)$(UNITDIR)/$$u || exit 1; \
+	done
 	@echo "installed; now: systemctl --user daemon-reload && systemctl --user enable --now mrtd"
 
 ## clean: remove what is quick to rebuild; keeps the rootfs.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -28,7 +29,9 @@ type Config struct {
 	Instance string
 	// Template is every worker's container; ID-specific fields (Hostname)
 	// and the MRTD_WORKER and MRTD_INSTANCE variables are set per worker.
-	Template    container.Options
+	Template container.Options
+	// WorkerEnv adds environment entries for single workers, by index.
+	WorkerEnv   map[int][]string
 	StopSignal  unix.Signal
 	StopTimeout time.Duration
 	// Supervisor configures restarts; its Hook is wrapped by the pool.
@@ -47,6 +50,7 @@ type Pool struct {
 	scaleMu sync.Mutex // serializes Scale
 	mu      sync.Mutex
 	desired int
+	workers map[int]*worker // by index; their opts are guarded by mu
 }
 
 // New returns a pool of cfg.Workers workers.
@@ -62,6 +66,7 @@ func New(cfg Config, rt *container.Runtime, rp *reaper.Reaper, log logr.Logger) 
 	}
 	p.sup = supervisor.New(spec)
 	p.desired = cfg.Workers
+	p.workers = map[int]*worker{}
 	for i := 0; i < cfg.Workers; i++ {
 		p.sup.Add(ContainerID(cfg.Instance, i), p.newWorker(i))
 	}
@@ -74,11 +79,43 @@ func ContainerID(instance string, index int) string {
 }
 
 func (p *Pool) newWorker(i int) *worker {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	w := &worker{index: i, id: ContainerID(p.cfg.Instance, i), opts: p.options(i), pool: p, log: p.log}
+	p.workers[i] = w
+	return w
+}
+
+// options is worker i's container, from the current configuration. The
+// caller holds p.mu.
+func (p *Pool) options(i int) container.Options {
 	id := ContainerID(p.cfg.Instance, i)
 	o := p.cfg.Template
 	o.Hostname = id
-	o.Env = append(append([]string(nil), o.Env...), "MRTD_WORKER="+strconv.Itoa(i), "MRTD_INSTANCE="+p.cfg.Instance)
-	return &worker{index: i, id: id, opts: o, pool: p, log: p.log}
+	o.Env = append(append([]string(nil), o.Env...), p.cfg.WorkerEnv[i]...)
+	o.Env = append(o.Env, "MRTD_WORKER="+strconv.Itoa(i), "MRTD_INSTANCE="+p.cfg.Instance)
+	return o
+}
+
+// Reconfigure changes the workers' container template and per-worker
+// environments. Workers whose container changes are restarted with the new
+// one; the others keep running untouched. It returns the indexes restarted.
+func (p *Pool) Reconfigure(template container.Options, workerEnv map[int][]string) []int {
+	p.mu.Lock()
+	p.cfg.Template, p.cfg.WorkerEnv = template, workerEnv
+	var changed []int
+	for i, w := range p.workers {
+		if o := p.options(i); !reflect.DeepEqual(o, w.opts) {
+			w.opts = o
+			changed = append(changed, i)
+		}
+	}
+	p.mu.Unlock()
+	sort.Ints(changed)
+	for _, i := range changed {
+		p.sup.Restart(ContainerID(p.cfg.Instance, i))
+	}
+	return changed
 }
 
 // Run keeps the workers running until ctx is cancelled, then stops them all
@@ -141,7 +178,13 @@ func (p *Pool) Scale(ctx context.Context, n int) error {
 	for i := n; i < cur; i++ {
 		g.Go(func() error { return p.sup.Remove(ctx, ContainerID(p.cfg.Instance, i)) })
 	}
-	return g.Wait()
+	err := g.Wait()
+	p.mu.Lock()
+	for i := n; i < cur; i++ {
+		delete(p.workers, i)
+	}
+	p.mu.Unlock()
+	return err
 }
 
 // Restart stops worker i's container and starts a new one at once.

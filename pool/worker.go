@@ -43,7 +43,10 @@ func (w *worker) Serve(ctx context.Context, started func(pid int)) error {
 	if err := p.usable(); err != nil {
 		return err
 	}
-	proc, err := p.rt.Start(ctx, w.id, w.opts, p.reaper, w.output)
+	p.mu.Lock()
+	opts := w.opts
+	p.mu.Unlock()
+	proc, err := p.rt.Start(ctx, w.id, opts, p.reaper, w.output)
 	if err != nil {
 		return fmt.Errorf("starting worker %d: %w", w.index, err)
 	}

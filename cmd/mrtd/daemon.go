@@ -50,56 +50,36 @@ Flags:
 
 // daemonCommand runs the pool. args are the arguments after "mrtd".
 func daemonCommand(args []string, stdout, stderr io.Writer) int {
-	cfg, err := config.Default(os.Geteuid(), os.Getenv)
+	st, err := loadSettings(args, os.LookupEnv)
+	if errors.Is(err, errHelp) {
+		fmt.Fprint(stdout, daemonUsage)
+		printFlags(stdout, st.fs)
+		return 0
+	}
 	if err != nil {
 		return fail(stderr, err)
 	}
-	pc := config.DefaultPool()
-	var env, mounts stringList
-	fs := flag.NewFlagSet("mrtd", flag.ContinueOnError)
-	containerFlags(fs, &cfg, &env)
-	fs.IntVar(&pc.Workers, "workers", pc.Workers, fmt.Sprintf("how many worker containers to keep running (1 to %d)", config.MaxWorkers))
-	fs.StringVar(&pc.Instance, "instance", pc.Instance, "`name` of this pool: containers are <name>-<index>; two instances can share a runtime dir")
-	fs.Var(&mounts, "mount", "bind-mount host `SRC[:DST[:ro]]` into every worker (repeatable; DST defaults to SRC and must exist in the rootfs)")
-	fs.StringVar(&pc.EnvFile, "env-file", pc.EnvFile, "read KEY=VALUE lines from `FILE` (before --env)")
-	fs.StringVar(&pc.Restart, "restart", pc.Restart, "`always` restart workers, or only on-failure (non-zero exit or signal)")
-	fs.StringVar(&pc.StopSignal, "stop-signal", pc.StopSignal, "`signal` that asks a worker to stop")
-	fs.DurationVar(&pc.StopTimeout, "stop-timeout", pc.StopTimeout, "how long workers get to stop before SIGKILL")
-	fs.DurationVar(&pc.BackoffMin, "backoff-min", pc.BackoffMin, "first restart delay of a failing worker")
-	fs.DurationVar(&pc.BackoffMax, "backoff-max", pc.BackoffMax, "longest restart delay")
-	if err := parseFlags(fs, args); errors.Is(err, errHelp) {
-		fmt.Fprint(stdout, daemonUsage)
-		printFlags(stdout, fs)
-		return 0
-	} else if err != nil {
-		return fail(stderr, err)
-	}
-	pc.Mounts = mounts
-	if err := pc.Validate(); err != nil {
-		return fail(stderr, err)
-	}
-	if pc.EnvFile != "" {
-		fileEnv, err := config.ReadEnvFile(pc.EnvFile)
-		if err != nil {
-			return fail(stderr, err)
-		}
-		env = append(fileEnv, env...)
-	}
-	cfg.Env = env
-	cfg.Args = fs.Args()
-	if len(cfg.Args) == 0 {
-		if cfg.Rootfs != "" {
-			return fail(stderr, &config.UsageError{Err: errors.New("no command given: with --rootfs, put the worker command after --")})
-		}
-		cfg.Args = []string{DemoWorker}
-	}
-	if err := cfg.Validate(); err != nil {
-		return fail(stderr, err)
-	}
-	log := newLogger(os.Stderr, cfg.LogLevel, cfg.LogFormat).WithValues("instance", pc.Instance)
-	if err := daemon(context.Background(), cfg, pc, log); err != nil {
+	log := newLogger(os.Stderr, st.cfg.LogLevel, st.cfg.LogFormat).WithValues("instance", st.pool.Instance)
+	if err := daemon(context.Background(), st, args, log); err != nil {
 		return failDaemon(stderr, err)
 	}
+	return 0
+}
+
+// configCommand prints the effective settings and where each came from.
+func configCommand(args []string, stdout, stderr io.Writer) int {
+	st, err := loadSettings(args, os.LookupEnv)
+	if errors.Is(err, errHelp) {
+		fmt.Fprint(stdout, "Usage: mrtd config [flags]\n\nPrint the settings mrtd would run with, and where each comes from\n(flag > MRTD_* environment > config file > default).\n\nFlags:\n")
+		printFlags(stdout, st.fs)
+		return 0
+	}
+	if err != nil {
+		return fail(stderr, err)
+	}
+	var b strings.Builder
+	st.print(&b)
+	fmt.Fprint(stdout, b.String())
 	return 0
 }
 
@@ -112,20 +92,17 @@ func failDaemon(stderr io.Writer, err error) int {
 }
 
 // daemon runs the pool until SIGTERM or SIGINT.
-func daemon(ctx context.Context, cfg config.Config, pc config.Pool, log logr.Logger) error {
+func daemon(ctx context.Context, st *settings, args []string, log logr.Logger) error {
+	cfg, pc := st.cfg, st.pool
 	p, rt, err := setup(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer p.Close()
 
-	var binds []container.Bind
-	for _, m := range pc.Mounts {
-		mnt, _ := config.ParseMount(m) // validated
-		if fi, err := os.Stat(filepath.Join(p.rootfs, mnt.Destination)); err != nil || !fi.IsDir() && mustBeDir(mnt.Source) {
-			return &config.UsageError{Err: fmt.Errorf("--mount %s: %s does not exist in the rootfs; mount points must exist there (the rootfs is shared and read-only): pick a destination that exists, such as /mnt, /srv or /var/archivematica/sharedDirectory", m, mnt.Destination)}
-		}
-		binds = append(binds, container.Bind{Source: mnt.Source, Destination: mnt.Destination, ReadOnly: mnt.ReadOnly})
+	tmpl, err := workerTemplate(st, p.rootfs)
+	if err != nil {
+		return err
 	}
 
 	lock, err := lockInstance(cfg.RuntimeDir, pc.Instance)
@@ -154,7 +131,6 @@ func daemon(ctx context.Context, cfg config.Config, pc config.Pool, log logr.Log
 		return err
 	}
 
-	uid, gid := hostIDs(cfg)
 	stopSignal, _ := config.ParseSignal(pc.StopSignal)
 	policy := supervisor.Always
 	if pc.Restart == config.RestartOnFailure {
@@ -167,20 +143,10 @@ func daemon(ctx context.Context, cfg config.Config, pc config.Pool, log logr.Log
 		hook = notify.event
 	}
 	pl := pool.New(pool.Config{
-		Workers:  pc.Workers,
-		Instance: pc.Instance,
-		Template: container.Options{
-			Rootfs:            p.rootfs,
-			Args:              cfg.Args,
-			Env:               cfg.Env,
-			Cwd:               cfg.Workdir,
-			UID:               uid,
-			GID:               gid,
-			Network:           cfg.Network,
-			SeccompUnconfined: cfg.Seccomp == config.SeccompUnconfined,
-			NoFile:            noFileLimit(),
-			Binds:             binds,
-		},
+		Workers:     pc.Workers,
+		Instance:    pc.Instance,
+		Template:    tmpl,
+		WorkerEnv:   workerEnv(st.workers),
 		StopSignal:  stopSignal,
 		StopTimeout: pc.StopTimeout,
 		Supervisor: supervisor.Spec{
@@ -245,7 +211,9 @@ func daemon(ctx context.Context, cfg config.Config, pc config.Pool, log logr.Log
 				if notify != nil {
 					notify.reloading()
 				}
-				log.Info("reload requested: there is no config file to re-read yet; the running configuration stays")
+				if next := reload(ctx, log, st, args, p.rootfs, pl, notify); next != nil {
+					st = next
+				}
 				if notify != nil {
 					notify.reloaded()
 				}
@@ -304,6 +272,88 @@ func logStatus(log logr.Logger, pl *pool.Pool) {
 		}
 		log.Info("worker status", kv...)
 	}
+}
+
+// workerTemplate is every worker's container, from the settings.
+func workerTemplate(st *settings, rootfs string) (container.Options, error) {
+	var binds []container.Bind
+	for _, m := range st.pool.Mounts {
+		mnt, err := config.ParseMount(m)
+		if err != nil {
+			return container.Options{}, err
+		}
+		if fi, err := os.Stat(filepath.Join(rootfs, mnt.Destination)); err != nil || !fi.IsDir() && mustBeDir(mnt.Source) {
+			return container.Options{}, &config.UsageError{Err: fmt.Errorf("--mount %s: %s does not exist in the rootfs; mount points must exist there (the rootfs is shared and read-only): pick a destination that exists, such as /mnt, /srv or /var/archivematica/sharedDirectory", m, mnt.Destination)}
+		}
+		binds = append(binds, container.Bind{Source: mnt.Source, Destination: mnt.Destination, ReadOnly: mnt.ReadOnly})
+	}
+	uid, gid := hostIDs(st.cfg)
+	return container.Options{
+		Rootfs:            rootfs,
+		Args:              st.cfg.Args,
+		Env:               st.cfg.Env,
+		Cwd:               st.cfg.Workdir,
+		UID:               uid,
+		GID:               gid,
+		Network:           st.cfg.Network,
+		SeccompUnconfined: st.cfg.Seccomp == config.SeccompUnconfined,
+		NoFile:            noFileLimit(),
+		Binds:             binds,
+	}, nil
+}
+
+// liveKeys are the settings a reload applies; the others need a restart.
+var liveKeys = map[string]bool{
+	"workers": true, "env": true, "env-file": true, "mount": true, "network": true,
+	"seccomp": true, "workdir": true, "config": true,
+}
+
+// reload re-reads the settings (SIGHUP) and applies the worker count and the
+// workers' containers: workers whose container did not change keep running.
+// It returns the new settings, or nil when they were invalid and the running
+// ones stay.
+func reload(ctx context.Context, log logr.Logger, cur *settings, args []string, rootfs string, pl *pool.Pool, notify *notifier) *settings {
+	next, err := loadSettings(args, os.LookupEnv)
+	var tmpl container.Options
+	if err == nil {
+		tmpl, err = workerTemplate(next, rootfs)
+	}
+	if err != nil {
+		log.Error(err, "reload failed; the running configuration stays")
+		return nil
+	}
+	cur.fs.VisitAll(func(f *flag.Flag) {
+		if nf := next.fs.Lookup(f.Name); !liveKeys[f.Name] && nf != nil && nf.Value.String() != f.Value.String() {
+			log.Info("setting changed; it takes effect when mrtd restarts", "key", f.Name, "running", f.Value.String(), "new", nf.Value.String())
+		}
+	})
+	n := next.pool.Workers
+	if n < pl.Desired() {
+		if notify != nil {
+			notify.setDesired(n)
+		}
+		if err := pl.Scale(ctx, n); err != nil {
+			log.Error(err, "scaling down on reload")
+		}
+	}
+	restarted := pl.Reconfigure(tmpl, workerEnv(next.workers))
+	if n > pl.Desired() {
+		if notify != nil {
+			notify.setDesired(n)
+		}
+		pl.Scale(ctx, n)
+	}
+	log.Info("reloaded", "workers", n, "restarted", fmt.Sprint(restarted))
+	return next
+}
+
+// workerEnv turns [worker.N] sections into per-worker environments.
+func workerEnv(ws map[int]config.WorkerFile) map[int][]string {
+	out := map[int][]string{}
+	for i, w := range ws {
+		out[i] = w.Env
+	}
+	return out
 }
 
 func mustBeDir(p string) bool {

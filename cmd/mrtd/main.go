@@ -19,6 +19,7 @@ const usage = `Usage:
   mrtd status [--json]                     each worker's state, pid, uptime, restarts, last exit
   mrtd scale N                             keep N workers; those below N are left alone
   mrtd restart WORKER                      replace one worker's container
+  mrtd config [flags]                      print the effective settings and their sources
   mrtd version                             print mrtd's and runc's versions
 
 mrtd carries runc and a Debian bookworm rootfs with python3: nothing needs to
@@ -39,6 +40,8 @@ func mrtd(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "run":
 		return runCommand(args[1:], stdout, stderr)
+	case "config":
+		return configCommand(args[1:], stdout, stderr)
 	case "status", "scale", "restart":
 		return ctlCommand(args[0], args[1:], stdout, stderr)
 	case "version", "--version":

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestReload edits the config file under a running pool: the worker count
+// and one worker's environment change, and only that worker restarts; an
+// invalid edit changes nothing.
+func TestReload(t *testing.T) {
+	e := needIntegration(t)
+	d := e.newDirs(t)
+	path := filepath.Join(e.userDir(t, "conf"), "config.toml")
+	write := func(body string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		os.Chown(path, e.uid, e.gid)
+	}
+	conf := func(workers int, env1 string) string {
+		return fmt.Sprintf("workers = %d\nenv = [\"SHARED=1\"]\ncommand = [\"/bin/probe\", \"pause\"]\n[worker.1]\nenv = [\"ONLY=%s\"]\n", workers, env1)
+	}
+	write(conf(3, "a"))
+	p := e.startDaemon(t, d, e.daemonArgs(d, "--config", path)...)
+	p.running(t, 3)
+	before := e.waitRunning(t, d, 3)
+
+	write(conf(4, "b"))
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	if ev := p.next(t, "reloaded"); ev["restarted"] != "[1]" || ev["workers"].(float64) != 4 {
+		t.Fatalf("reload event %v, want worker 1 restarted and 4 workers", ev)
+	}
+	after := e.waitRunning(t, d, 4)
+	for _, w := range []int{0, 2} {
+		if after[w] != before[w] {
+			t.Errorf("worker %d restarted by a reload that did not change it", w)
+		}
+	}
+	if after[1] == before[1] {
+		t.Error("worker 1 kept running with its old environment")
+	}
+	envOf := func(pid int) string {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+		return string(b)
+	}
+	if env := envOf(after[1]); !strings.Contains(env, "ONLY=b") || !strings.Contains(env, "SHARED=1") {
+		t.Errorf("worker 1's environment after reload: %q", env)
+	}
+
+	// An invalid edit: logged, nothing changes.
+	write(conf(4, "c") + "bogus = 1\n")
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	if ev := p.next(t, "reload failed; the running configuration stays"); !strings.Contains(fmt.Sprint(ev["error"]), "bogus") {
+		t.Fatalf("failed reload event %v", ev)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if now := e.waitRunning(t, d, 4); fmt.Sprint(now) != fmt.Sprint(after) {
+		t.Errorf("an invalid reload changed the workers: %v -> %v", after, now)
+	}
+	if code := p.stop(t); code != 0 {
+		t.Fatalf("mrtd exited %d", code)
+	}
+	assertClean(t, d)
+}
