@@ -196,6 +196,8 @@ type Pool struct {
 	StopTimeout time.Duration
 	BackoffMin  time.Duration
 	BackoffMax  time.Duration
+	// MetricsAddr, when set, serves Prometheus metrics at /metrics.
+	MetricsAddr string
 }
 
 // MaxWorkers is the largest pool mrtd runs on one host.

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -136,11 +137,26 @@ func daemon(ctx context.Context, st *settings, args []string, log logr.Logger) e
 	if pc.Restart == config.RestartOnFailure {
 		policy = supervisor.OnFailure
 	}
+	var hooks []func(supervisor.Event)
 	var notify *notifier
-	var hook func(supervisor.Event)
 	if notifyEnabled() {
 		notify = newNotifier(log.WithName("systemd"), pc.Workers)
-		hook = notify.event
+		hooks = append(hooks, notify.event)
+	}
+	var mtr *metrics
+	var metricsLn net.Listener
+	if pc.MetricsAddr != "" {
+		if metricsLn, err = net.Listen("tcp", pc.MetricsAddr); err != nil {
+			return fmt.Errorf("--metrics-addr: %w", err)
+		}
+		defer metricsLn.Close()
+		mtr = newMetrics(pc.Workers, p.runcVersion, p.rootfsDigest)
+		hooks = append(hooks, mtr.event)
+	}
+	hook := func(ev supervisor.Event) {
+		for _, h := range hooks {
+			h(ev)
+		}
 	}
 	pl := pool.New(pool.Config{
 		Workers:     pc.Workers,
@@ -169,12 +185,26 @@ func daemon(ctx context.Context, st *settings, args []string, log logr.Logger) e
 		return err
 	}
 	control := &controlServer{ln: ln, pool: pl, instance: pc.Instance, log: log.WithName("control")}
-	if notify != nil {
-		control.scaled = notify.setDesired
+	control.scaled = func(n int) {
+		if notify != nil {
+			notify.setDesired(n)
+		}
+		if mtr != nil {
+			mtr.setDesired(n)
+		}
 	}
 
 	poolDone := make(chan struct{})
 	var g errgroup.Group
+	if mtr != nil {
+		g.Go(func() error {
+			mctx, stopMetrics := context.WithCancel(ctx)
+			go func() { <-poolDone; stopMetrics() }()
+			log.Info("serving metrics", "addr", metricsLn.Addr().String())
+			mtr.serve(mctx, metricsLn, log.WithName("metrics"))
+			return nil
+		})
+	}
 	g.Go(func() error {
 		go func() {
 			<-poolDone
@@ -211,7 +241,7 @@ func daemon(ctx context.Context, st *settings, args []string, log logr.Logger) e
 				if notify != nil {
 					notify.reloading()
 				}
-				if next := reload(ctx, log, st, args, p.rootfs, pl, notify); next != nil {
+				if next := reload(ctx, log, st, args, p.rootfs, pl, control.scaled); next != nil {
 					st = next
 				}
 				if notify != nil {
@@ -312,7 +342,7 @@ var liveKeys = map[string]bool{
 // workers' containers: workers whose container did not change keep running.
 // It returns the new settings, or nil when they were invalid and the running
 // ones stay.
-func reload(ctx context.Context, log logr.Logger, cur *settings, args []string, rootfs string, pl *pool.Pool, notify *notifier) *settings {
+func reload(ctx context.Context, log logr.Logger, cur *settings, args []string, rootfs string, pl *pool.Pool, scaled func(int)) *settings {
 	next, err := loadSettings(args, os.LookupEnv)
 	var tmpl container.Options
 	if err == nil {
@@ -329,18 +359,14 @@ func reload(ctx context.Context, log logr.Logger, cur *settings, args []string, 
 	})
 	n := next.pool.Workers
 	if n < pl.Desired() {
-		if notify != nil {
-			notify.setDesired(n)
-		}
+		scaled(n)
 		if err := pl.Scale(ctx, n); err != nil {
 			log.Error(err, "scaling down on reload")
 		}
 	}
 	restarted := pl.Reconfigure(tmpl, workerEnv(next.workers))
 	if n > pl.Desired() {
-		if notify != nil {
-			notify.setDesired(n)
-		}
+		scaled(n)
 		pl.Scale(ctx, n)
 	}
 	log.Info("reloaded", "workers", n, "restarted", fmt.Sprint(restarted))

@@ -89,8 +89,11 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 // prepared is what a container needs from the cache, held in use.
 type prepared struct {
 	runc, rootfs string
-	refs         []*assets.Ref
-	cache        *assets.Cache
+	// runcVersion and rootfsDigest describe them for mrtd_build_info:
+	// "external" for a --runc binary, "dir" for a --rootfs directory.
+	runcVersion, rootfsDigest string
+	refs                      []*assets.Ref
+	cache                     *assets.Cache
 }
 
 func (p *prepared) Close() {
@@ -116,7 +119,7 @@ func prepare(cfg config.Config, log logr.Logger) (*prepared, error) {
 	if !rootless {
 		cache.Owner = &assets.Owner{UID: cfg.HostUID, GID: cfg.HostGID}
 	}
-	p := &prepared{cache: cache, runc: cfg.Runc}
+	p := &prepared{cache: cache, runc: cfg.Runc, runcVersion: "external", rootfsDigest: "dir"}
 
 	emb, err := assets.Builtin()
 	if err != nil && (cfg.Runc == "" || kind == config.RootfsEmbedded) {
@@ -129,6 +132,7 @@ func prepare(cfg config.Config, log logr.Logger) (*prepared, error) {
 		}
 		p.refs = append(p.refs, ref)
 		p.runc = ref.Path
+		p.runcVersion = emb.RuncVersion
 	}
 
 	var archive *assets.Archive
@@ -158,6 +162,7 @@ func prepare(cfg config.Config, log logr.Logger) (*prepared, error) {
 		}
 		p.refs = append(p.refs, ref)
 		p.rootfs = ref.Path
+		p.rootfsDigest = archive.Digest
 	}
 	if len(p.refs) > 0 {
 		// Remove what no process uses, but keep this binary's own assets

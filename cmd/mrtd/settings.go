@@ -42,6 +42,7 @@ func daemonFlags(s *settings, lists map[string]*stringList) *flag.FlagSet {
 	fs.DurationVar(&pc.StopTimeout, "stop-timeout", pc.StopTimeout, "how long workers get to stop before SIGKILL")
 	fs.DurationVar(&pc.BackoffMin, "backoff-min", pc.BackoffMin, "first restart delay of a failing worker")
 	fs.DurationVar(&pc.BackoffMax, "backoff-max", pc.BackoffMax, "longest restart delay")
+	fs.StringVar(&pc.MetricsAddr, "metrics-addr", pc.MetricsAddr, "serve Prometheus metrics at http://`ADDR`/metrics, for example 127.0.0.1:9464 (off by default)")
 	fs.StringVar(&s.configPath, "config", s.configPath, "read settings from the TOML `FILE` (keys are these flags' names, plus command = [...] and [worker.N] env = [...]); default "+defaultConfigHint())
 	return fs
 }

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/mrt-project/mrt/container"
+	"github.com/mrt-project/mrt/pool"
+	"github.com/mrt-project/mrt/supervisor"
+)
+
+// metrics are the pool's Prometheus metrics, fed by supervisor events.
+type metrics struct {
+	reg      *prometheus.Registry
+	desired  prometheus.Gauge
+	running  prometheus.Gauge
+	restarts *prometheus.CounterVec
+	latency  prometheus.Histogram
+	backoff  *prometheus.GaugeVec
+
+	mu       sync.Mutex
+	up       map[string]bool
+	starting map[string]time.Time
+}
+
+func newMetrics(desired int, runcVersion, rootfsDigest string) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		desired: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mrtd_workers_desired", Help: "Workers the pool keeps running.",
+		}),
+		running: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mrtd_workers_running", Help: "Workers whose container runs.",
+		}),
+		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mrtd_worker_restarts_total", Help: "Restarts of a worker, by the reason its last run ended.",
+		}, []string{"worker", "reason"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "mrtd_worker_start_seconds",
+			Help:    "Time from a worker's start to its container running.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 10),
+		}),
+		backoff: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "mrtd_worker_backoff_seconds", Help: "The restart delay a worker is waiting out; 0 when it is not.",
+		}, []string{"worker"}),
+		up:       map[string]bool{},
+		starting: map[string]time.Time{},
+	}
+	build := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "mrtd_build_info",
+		Help:        "The runc and rootfs mrtd runs its workers with.",
+		ConstLabels: prometheus.Labels{"runc_version": runcVersion, "rootfs_digest": rootfsDigest},
+	})
+	build.Set(1)
+	m.desired.Set(float64(desired))
+	m.reg.MustRegister(m.desired, m.running, m.restarts, m.latency, m.backoff, build,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// event is a supervisor hook.
+func (m *metrics) event(ev supervisor.Event) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch ev.State {
+	case supervisor.Starting:
+		m.starting[ev.Name] = ev.Since
+		if ev.Restarts > 0 {
+			m.restarts.WithLabelValues(ev.Name, restartReason(ev.LastExit)).Inc()
+		}
+		m.backoff.WithLabelValues(ev.Name).Set(0)
+	case supervisor.Running:
+		if t, ok := m.starting[ev.Name]; ok {
+			m.latency.Observe(ev.Since.Sub(t).Seconds())
+			delete(m.starting, ev.Name)
+		}
+	case supervisor.BackingOff:
+		m.backoff.WithLabelValues(ev.Name).Set(ev.Delay.Seconds())
+	case supervisor.Stopped:
+		m.backoff.DeleteLabelValues(ev.Name)
+	}
+	if ev.State == supervisor.Running {
+		m.up[ev.Name] = true
+	} else {
+		delete(m.up, ev.Name)
+	}
+	m.running.Set(float64(len(m.up)))
+}
+
+func (m *metrics) setDesired(n int) { m.desired.Set(float64(n)) }
+
+// restartReason names how a run ended.
+func restartReason(err error) string {
+	var exit *pool.ExitError
+	var start *container.StartError
+	switch {
+	case err == nil:
+		return "exited_0"
+	case errors.As(err, &start):
+		return "start_failed"
+	case errors.As(err, &exit) && exit.Exit.Status.Signaled():
+		return "signaled"
+	case errors.As(err, &exit):
+		return "exited_nonzero"
+	default:
+		return "error"
+	}
+}
+
+// serve serves /metrics on ln until ctx is done.
+func (m *metrics) serve(ctx context.Context, ln net.Listener, log logr.Logger) {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Error(err, "serving metrics")
+	}
+}
