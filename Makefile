@@ -12,7 +12,9 @@ RUNC_VERSION := $(shell awk '$$1 == "require" && $$2 == "github.com/opencontaine
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 DEB_PACKAGES := debootstrap libseccomp-dev pkg-config gcc libc6-dev
 
-GO_SOURCES := $(shell find . -name '*.go' -not -path './tools/runc/*' -not -path './$(BUILD)/*') go.mod go.sum
+# Not into build/: the debootstrap tree there is root's, partly unreadable.
+GO_FILES := $(shell find . \( -path ./$(BUILD) -o -path ./tools/runc -o -path ./.git \) -prune -o -name '*.go' -print)
+GO_SOURCES := $(GO_FILES) go.mod go.sum
 EMBEDDED := assets/embedded
 
 .PHONY: all run test bench soak install deps runc rootfs clean distclean fmt-check
@@ -75,7 +77,7 @@ bin/mrtd: $(GO_SOURCES) $(EMBEDDED)/runc $(EMBEDDED)/rootfs.tar.zst
 	CGO_ENABLED=0 $(GO) build -trimpath -tags mrtd_assets -ldflags "-s -w" -o $@ ./cmd/mrtd
 
 fmt-check:
-	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './$(BUILD)/*')); \
+	@out=$$(gofmt -l $(GO_FILES)); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 ## test: gofmt, vet, and every test with -race, integration tests included.
