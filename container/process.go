@@ -93,7 +93,6 @@ func (rt *Runtime) Start(ctx context.Context, id string, o Options, rp *reaper.R
 		}()
 	}
 	c := rt.client(b.Dir)
-	c.PdeathSignal = 0 // runc exits as soon as the container runs
 	pidFile := filepath.Join(b.Dir, "pid")
 	_, err = c.Run(context.WithoutCancel(ctx), id, b.Dir, &runc.CreateOpts{
 		IO:      stdio{Stdio{Stdout: writers[0], Stderr: writers[1]}},
@@ -145,7 +144,6 @@ func (rt *Runtime) abandon(ctx context.Context, p *Process) {
 	ctx = context.WithoutCancel(ctx)
 	if _, err := os.Stat(filepath.Join(rt.StateDir(), p.ID)); err == nil {
 		c := rt.client(p.bundle.Dir)
-		c.PdeathSignal = 0
 		c.Delete(ctx, p.ID, &runc.DeleteOpts{Force: true})
 	}
 	p.readers.Wait()
@@ -158,7 +156,6 @@ func (rt *Runtime) abandon(ctx context.Context, p *Process) {
 // its Output.
 func (rt *Runtime) Delete(ctx context.Context, p *Process) error {
 	c := rt.client(p.bundle.Dir)
-	c.PdeathSignal = 0
 	err := c.Delete(context.WithoutCancel(ctx), p.ID, nil)
 	if err != nil {
 		// Not stopped after all (its init exited but runc still sees it
@@ -193,7 +190,6 @@ func (rt *Runtime) RemoveStale(ctx context.Context, prefix string) ([]string, er
 			continue
 		}
 		c := rt.client(filepath.Join(rt.bundlesDir(), id))
-		c.PdeathSignal = 0
 		if err := c.Delete(ctx, id, &runc.DeleteOpts{Force: true}); err != nil {
 			return removed, fmt.Errorf("removing container %s left by an earlier mrtd: %w", id, err)
 		}

@@ -48,8 +48,6 @@ func (rt *Runtime) client(bundle string) *runc.Runc {
 		LogFormat: runc.JSON,
 		// Keep terminal signals for mrtd, which forwards them once.
 		Setpgid: true,
-		// If mrtd dies, runc forwards this to the container and cleans up.
-		PdeathSignal: unix.SIGTERM,
 	}
 }
 
@@ -136,7 +134,6 @@ func (rt *Runtime) writeBundle(id string, s *specs.Spec) (*bundle, error) {
 func (rt *Runtime) remove(ctx context.Context, b *bundle, force bool) {
 	if _, err := os.Stat(filepath.Join(rt.StateDir(), b.ID)); err == nil {
 		c := rt.client(b.Dir)
-		c.PdeathSignal = 0
 		if err := c.Delete(ctx, b.ID, &runc.DeleteOpts{Force: force}); err != nil {
 			rt.Log.Error(err, "deleting container", "containerId", b.ID)
 		}
@@ -224,6 +221,9 @@ func (rt *Runtime) Run(ctx context.Context, id string, o Options, streams Stdio,
 	}
 	done := make(chan result, 1)
 	c := rt.client(b.Dir)
+	// runc stays in the foreground: if mrtd dies, runc forwards this to the
+	// container and cleans up.
+	c.PdeathSignal = unix.SIGTERM
 	go func() {
 		// runc must outlive ctx: it is stopped through the container.
 		status, err := c.Run(context.WithoutCancel(ctx), id, b.Dir, &runc.CreateOpts{IO: stdio{streams}, Started: started})
@@ -308,16 +308,13 @@ type fatalFilter struct {
 }
 
 func (f *fatalFilter) Write(p []byte) (int, error) {
-	if bytes.HasPrefix(p, []byte("runc run failed: ")) || bytes.HasPrefix(p, []byte("runc create failed: ")) {
-		line, _, _ := bytes.Cut(p, []byte("\n"))
-		if logged, err := os.ReadFile(f.logFile); err == nil && bytes.Contains(logged, jsonString(line)) {
-			if rest := p[len(line):]; len(rest) > 1 {
-				if _, err := f.w.Write(rest[1:]); err != nil {
-					return 0, err
-				}
+	if line, rest, _ := bytes.Cut(p, []byte("\n")); isRuncFailure(line, f.logFile) {
+		if len(rest) > 0 {
+			if _, err := f.w.Write(rest); err != nil {
+				return 0, err
 			}
-			return len(p), nil
 		}
+		return len(p), nil
 	}
 	return f.w.Write(p)
 }

@@ -170,6 +170,16 @@ func (p *daemonProc) stop(t *testing.T) int {
 	return 0
 }
 
+// stopCleanly stops mrtd, which must exit 0 and leave no container or
+// bundle behind.
+func (p *daemonProc) stopCleanly(t *testing.T, d dirs) {
+	t.Helper()
+	if code := p.stop(t); code != 0 {
+		t.Fatalf("mrtd exited %d", code)
+	}
+	assertClean(t, d)
+}
+
 // alive reports whether pid is a process that has not exited.
 func alive(pid int) bool {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
@@ -431,10 +441,7 @@ func TestPoolNoLeaksAfterManyRestarts(t *testing.T) {
 	if got := children(pid); len(got) != 2 {
 		t.Errorf("mrtd has children %v, want the 2 container inits", got)
 	}
-	if code := p.stop(t); code != 0 {
-		t.Fatalf("mrtd exited %d", code)
-	}
-	assertClean(t, d)
+	p.stopCleanly(t, d)
 }
 
 func countFDs(pid int) int {
@@ -522,10 +529,7 @@ func TestPoolStartFailureBacksOff(t *testing.T) {
 			t.Fatalf("reason %q: want runc's reason, in one line", reason)
 		}
 	}
-	if code := p.stop(t); code != 0 {
-		t.Fatalf("mrtd exited %d", code)
-	}
-	assertClean(t, d)
+	p.stopCleanly(t, d)
 }
 
 func TestPoolEndsWhenRootfsIsGone(t *testing.T) {

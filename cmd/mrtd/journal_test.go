@@ -131,8 +131,5 @@ func TestJournalFallsBackToStderr(t *testing.T) {
 		t.Fatalf("fallback event %v", ev)
 	}
 	p.ready(t, 1)
-	if code := p.stop(t); code != 0 {
-		t.Fatalf("mrtd exited %d", code)
-	}
-	assertClean(t, d)
+	p.stopCleanly(t, d)
 }

@@ -61,8 +61,5 @@ func TestMetricsShowRestart(t *testing.T) {
 	if strings.Contains(m, `worker="mrtd-0"} 1`) && strings.Contains(m, "restarts_total{reason=\"signaled\",worker=\"mrtd-0\"}") {
 		t.Error("worker 0 counted a restart")
 	}
-	if code := p.stop(t); code != 0 {
-		t.Fatalf("mrtd exited %d", code)
-	}
-	assertClean(t, d)
+	p.stopCleanly(t, d)
 }

@@ -59,7 +59,7 @@ func (n *notifier) event(ev supervisor.Event) {
 	if ev.State == supervisor.Starting && ev.Restarts > 0 {
 		n.restarts++
 	}
-	status := fmt.Sprintf("%d/%d workers running, %d restarts", len(n.running), n.desired, n.restarts)
+	status := n.statusLine()
 	msg := ""
 	if !n.ready && len(n.running) == n.desired {
 		n.ready = true
@@ -74,12 +74,17 @@ func (n *notifier) event(ev supervisor.Event) {
 	}
 }
 
+// statusLine is STATUS=. The caller holds n.mu.
+func (n *notifier) statusLine() string {
+	return fmt.Sprintf("%d/%d workers running, %d restarts", len(n.running), n.desired, n.restarts)
+}
+
 // setDesired changes the worker count the status reports.
 func (n *notifier) setDesired(workers int) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.desired = workers
-	n.status = fmt.Sprintf("%d/%d workers running, %d restarts", len(n.running), n.desired, n.restarts)
+	n.status = n.statusLine()
 	n.send("STATUS=" + n.status + "\n")
 }
 

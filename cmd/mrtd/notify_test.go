@@ -220,10 +220,7 @@ func TestPoolNotifiesSystemd(t *testing.T) {
 			t.Fatal("no STOPPING=1")
 		}
 	}
-	if code := p.stop(t); code != 0 {
-		t.Fatalf("mrtd exited %d", code)
-	}
-	assertClean(t, d)
+	p.stopCleanly(t, d)
 }
 
 // TestNotifySocketStaysOutside checks NOTIFY_SOCKET reaches neither runc

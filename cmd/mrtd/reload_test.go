@@ -64,8 +64,5 @@ func TestReload(t *testing.T) {
 	if now := e.waitRunning(t, d, 4); fmt.Sprint(now) != fmt.Sprint(after) {
 		t.Errorf("an invalid reload changed the workers: %v -> %v", after, now)
 	}
-	if code := p.stop(t); code != 0 {
-		t.Fatalf("mrtd exited %d", code)
-	}
-	assertClean(t, d)
+	p.stopCleanly(t, d)
 }
