@@ -143,7 +143,7 @@ func closeAll(fs []*os.File) {
 func (rt *Runtime) abandon(ctx context.Context, p *Process) {
 	ctx = context.WithoutCancel(ctx)
 	if _, err := os.Stat(filepath.Join(rt.StateDir(), p.ID)); err == nil {
-		c := rt.client(p.bundle.Dir)
+		c := rt.client("")
 		c.Delete(ctx, p.ID, &runc.DeleteOpts{Force: true})
 	}
 	p.readers.Wait()
@@ -155,7 +155,7 @@ func (rt *Runtime) abandon(ctx context.Context, p *Process) {
 // bundle. It returns once every line the container printed was handed to
 // its Output.
 func (rt *Runtime) Delete(ctx context.Context, p *Process) error {
-	c := rt.client(p.bundle.Dir)
+	c := rt.client("")
 	err := c.Delete(context.WithoutCancel(ctx), p.ID, nil)
 	if err != nil {
 		// Not stopped after all (its init exited but runc still sees it
@@ -189,7 +189,7 @@ func (rt *Runtime) RemoveStale(ctx context.Context, prefix string) ([]string, er
 		if !strings.HasPrefix(id, prefix) {
 			continue
 		}
-		c := rt.client(filepath.Join(rt.bundlesDir(), id))
+		c := rt.client("")
 		if err := c.Delete(ctx, id, &runc.DeleteOpts{Force: true}); err != nil {
 			return removed, fmt.Errorf("removing container %s left by an earlier mrtd: %w", id, err)
 		}

@@ -40,15 +40,20 @@ func (rt *Runtime) StateDir() string { return filepath.Join(rt.Dir, "runc") }
 
 func (rt *Runtime) bundlesDir() string { return filepath.Join(rt.Dir, "bundles") }
 
+// client returns a go-runc client. Runs log to runc.log in their bundle,
+// where startError reads them; with bundle "" (deletes, which may find the
+// bundle already gone) runc's errors come back in go-runc's error instead.
 func (rt *Runtime) client(bundle string) *runc.Runc {
-	return &runc.Runc{
-		Command:   rt.Runc,
-		Root:      rt.StateDir(),
-		Log:       filepath.Join(bundle, "runc.log"),
-		LogFormat: runc.JSON,
+	c := &runc.Runc{
+		Command: rt.Runc,
+		Root:    rt.StateDir(),
 		// Keep terminal signals for mrtd, which forwards them once.
 		Setpgid: true,
 	}
+	if bundle != "" {
+		c.Log, c.LogFormat = filepath.Join(bundle, "runc.log"), runc.JSON
+	}
+	return c
 }
 
 // RuntimeDirError reports a runtime directory that cannot be used.
@@ -133,7 +138,7 @@ func (rt *Runtime) writeBundle(id string, s *specs.Spec) (*bundle, error) {
 // its bundle.
 func (rt *Runtime) remove(ctx context.Context, b *bundle, force bool) {
 	if _, err := os.Stat(filepath.Join(rt.StateDir(), b.ID)); err == nil {
-		c := rt.client(b.Dir)
+		c := rt.client("")
 		if err := c.Delete(ctx, b.ID, &runc.DeleteOpts{Force: force}); err != nil {
 			rt.Log.Error(err, "deleting container", "containerId", b.ID)
 		}
