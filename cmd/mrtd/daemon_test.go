@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 // daemonProc is a running `mrtd --workers N` whose JSON log the test reads.
 type daemonProc struct {
 	cmd    *exec.Cmd
+	stderr io.ReadCloser
 	events chan map[string]any
 	done   chan struct{} // closed when the log ends
 	mu     sync.Mutex
@@ -48,7 +50,7 @@ func (e *integrationEnv) startCmd(t *testing.T, cmd *exec.Cmd) *daemonProc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &daemonProc{cmd: cmd, events: make(chan map[string]any, 10000), done: make(chan struct{})}
+	p := &daemonProc{cmd: cmd, stderr: stderr, events: make(chan map[string]any, 10000), done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
 		sc := bufio.NewScanner(stderr)
@@ -579,4 +581,22 @@ func TestEndToEndPool(t *testing.T) {
 		t.Errorf("%d demo workers stopped on SIGTERM, want 2:\n%s", n, p.log())
 	}
 	assertClean(t, d)
+}
+
+// TestPoolSurvivesClosedLog closes the pipe mrtd logs to, as a log reader
+// that goes away would: mrtd keeps supervising and still stops cleanly.
+func TestPoolSurvivesClosedLog(t *testing.T) {
+	e := needIntegration(t)
+	d := e.newDirs(t)
+	p := e.startDaemon(t, d, e.daemonArgs(d, "--workers", "2", "--", "/bin/probe", "pause")...)
+	pids := p.running(t, 2)
+	p.ready(t, 2)
+	p.stderr.Close()
+	<-p.done
+	syscall.Kill(pids[0], syscall.SIGKILL) // logs into the closed pipe
+	time.Sleep(200 * time.Millisecond)
+	if !alive(p.cmd.Process.Pid) {
+		t.Fatal("mrtd died when its log pipe closed")
+	}
+	p.stopCleanly(t, d)
 }

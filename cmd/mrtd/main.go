@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	"github.com/mrt-project/mrt/config"
 	"github.com/mrt-project/mrt/container"
@@ -30,6 +32,10 @@ as root, it is an unprivileged uid (65534 unless --host-uid).
 `
 
 func main() {
+	// A write to a closed stdout or stderr (a log reader that went away)
+	// must fail with EPIPE, not kill mrtd and abandon its containers. A
+	// handler, unlike SIG_IGN, is not inherited by runc and the containers.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	os.Exit(mrtd(os.Args[1:], os.Stdout, os.Stderr))
 }
 
