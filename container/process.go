@@ -66,6 +66,7 @@ func (p *Process) Signal(sig unix.Signal) error {
 // to out. rp must be the reaper UseReaper installed; the container's init is
 // reparented to this process and its exit is routed by rp.
 func (rt *Runtime) Start(ctx context.Context, id string, o Options, rp *reaper.Reaper, out Output) (*Process, error) {
+	o.CgroupsPath = rt.cgroupsPath(id)
 	s, err := Spec(id, o)
 	if err != nil {
 		return nil, err

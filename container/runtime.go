@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,6 +35,15 @@ type Runtime struct {
 	// Dir is the runtime directory. It is created 0700.
 	Dir string
 	Log logr.Logger
+}
+
+// cgroupsPath keeps this runtime dir's containers in their own cgroup
+// subtree, /mrtd/<hash of Dir>/<id>: container ids are only unique within
+// a runtime dir, cgroup paths are host-wide. (A rootless runc without a
+// delegated hierarchy creates no cgroups at all.)
+func (rt *Runtime) cgroupsPath(id string) string {
+	sum := sha256.Sum256([]byte(rt.Dir))
+	return "/mrtd/" + hex.EncodeToString(sum[:6]) + "/" + id
 }
 
 // StateDir is runc's --root.
@@ -202,6 +213,7 @@ func (e *StartError) CannotExecute() bool {
 // forwarded to it. The container and its bundle are removed before Run
 // returns.
 func (rt *Runtime) Run(ctx context.Context, id string, o Options, streams Stdio, sigs <-chan os.Signal) (int, error) {
+	o.CgroupsPath = rt.cgroupsPath(id)
 	s, err := Spec(id, o)
 	if err != nil {
 		return -1, err

@@ -37,6 +37,10 @@ type Options struct {
 	SeccompUnconfined bool
 	// NoFile is RLIMIT_NOFILE (soft and hard); 1024 when zero.
 	NoFile uint64
+	// CgroupsPath is runc's cgroupsPath; "/<id>" when empty. Runtime sets
+	// it per runtime directory so that ids reused by another mrtd (the
+	// same instance name elsewhere) never share a cgroup.
+	CgroupsPath string
 	// Binds are host paths bind-mounted into the container. Each
 	// destination must exist in the rootfs: runc would otherwise create it
 	// inside the shared tree.
@@ -145,6 +149,7 @@ func Spec(id string, o Options) (*specs.Spec, error) {
 			},
 			MaskedPaths:   maskedPaths,
 			ReadonlyPaths: readonlyPaths,
+			CgroupsPath:   o.CgroupsPath,
 		},
 	}
 	for _, b := range o.Binds {
