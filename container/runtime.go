@@ -39,9 +39,12 @@ type Runtime struct {
 
 // cgroupsPath keeps this runtime dir's containers in their own cgroup
 // subtree, /mrtd/<hash of Dir>/<id>: container ids are only unique within
-// a runtime dir, cgroup paths are host-wide. (A rootless runc without a
-// delegated hierarchy creates no cgroups at all.)
+// a runtime dir, cgroup paths are host-wide. Only for runc run by root: a
+// rootless runc skips cgroups it cannot create only when no path is given.
 func (rt *Runtime) cgroupsPath(id string) string {
+	if os.Geteuid() != 0 {
+		return ""
+	}
 	sum := sha256.Sum256([]byte(rt.Dir))
 	return "/mrtd/" + hex.EncodeToString(sum[:6]) + "/" + id
 }
