@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -64,23 +63,6 @@ func daemonCommand(args []string, stdout, stderr io.Writer) int {
 	if err := daemon(context.Background(), st, args, log); err != nil {
 		return failDaemon(stderr, err)
 	}
-	return 0
-}
-
-// configCommand prints the effective settings and where each came from.
-func configCommand(args []string, stdout, stderr io.Writer) int {
-	st, err := loadSettings(args, os.LookupEnv)
-	if errors.Is(err, errHelp) {
-		fmt.Fprint(stdout, "Usage: mrtd config [flags]\n\nPrint the settings mrtd would run with, and where each comes from\n(flag > MRTD_* environment > config file > default).\n\nFlags:\n")
-		printFlags(stdout, st.fs)
-		return 0
-	}
-	if err != nil {
-		return fail(stderr, err)
-	}
-	var b strings.Builder
-	st.print(&b)
-	fmt.Fprint(stdout, b.String())
 	return 0
 }
 
@@ -330,56 +312,6 @@ func workerTemplate(st *settings, rootfs string) (container.Options, error) {
 		NoFile:            noFileLimit(),
 		Binds:             binds,
 	}, nil
-}
-
-// liveKeys are the settings a reload applies; the others need a restart.
-var liveKeys = map[string]bool{
-	"workers": true, "env": true, "env-file": true, "mount": true, "network": true,
-	"seccomp": true, "workdir": true, "config": true,
-}
-
-// reload re-reads the settings (SIGHUP) and applies the worker count and the
-// workers' containers: workers whose container did not change keep running.
-// It returns the new settings, or nil when they were invalid and the running
-// ones stay.
-func reload(ctx context.Context, log logr.Logger, cur *settings, args []string, rootfs string, pl *pool.Pool, scaled func(int)) *settings {
-	next, err := loadSettings(args, os.LookupEnv)
-	var tmpl container.Options
-	if err == nil {
-		tmpl, err = workerTemplate(next, rootfs)
-	}
-	if err != nil {
-		log.Error(err, "reload failed; the running configuration stays")
-		return nil
-	}
-	cur.fs.VisitAll(func(f *flag.Flag) {
-		if nf := next.fs.Lookup(f.Name); !liveKeys[f.Name] && nf != nil && nf.Value.String() != f.Value.String() {
-			log.Info("setting changed; it takes effect when mrtd restarts", "key", f.Name, "running", f.Value.String(), "new", nf.Value.String())
-		}
-	})
-	n := next.pool.Workers
-	if n < pl.Desired() {
-		scaled(n)
-		if err := pl.Scale(ctx, n); err != nil {
-			log.Error(err, "scaling down on reload")
-		}
-	}
-	restarted := pl.Reconfigure(tmpl, workerEnv(next.workers))
-	if n > pl.Desired() {
-		scaled(n)
-		pl.Scale(ctx, n)
-	}
-	log.Info("reloaded", "workers", n, "restarted", fmt.Sprint(restarted))
-	return next
-}
-
-// workerEnv turns [worker.N] sections into per-worker environments.
-func workerEnv(ws map[int]config.WorkerFile) map[int][]string {
-	out := map[int][]string{}
-	for i, w := range ws {
-		out[i] = w.Env
-	}
-	return out
 }
 
 func mustBeDir(p string) bool {
