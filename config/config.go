@@ -137,6 +137,9 @@ func (c *Config) Validate() error {
 			return usagef("--env %q is not KEY=VALUE", kv)
 		}
 	}
+	if c.Hostname != "" && !validHostname(c.Hostname) {
+		return usagef("--hostname %q is not a host name: use dot-separated labels of letters, digits and inner hyphens, each 1 to %d characters, at most %d in all (such as worker-1 or w1.example)", c.Hostname, maxLabel, MaxHostname)
+	}
 	if c.Workdir != "" && !filepath.IsAbs(c.Workdir) {
 		return usagef("--workdir %q is not an absolute path", c.Workdir)
 	}
@@ -295,13 +298,8 @@ func (p *Pool) Validate() error {
 	if p.Workers < 1 || p.Workers > MaxWorkers {
 		return usagef("--workers %d: use 1 to %d", p.Workers, MaxWorkers)
 	}
-	if p.Instance == "" || strings.ContainsAny(p.Instance, "/ \t\n:") || len(p.Instance) > 64 {
-		return usagef("--instance %q: use a short name of letters, digits, - and _", p.Instance)
-	}
-	for _, c := range p.Instance {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return usagef("--instance %q: use a short name of letters, digits, - and _", p.Instance)
-		}
+	if err := checkInstance(p.Instance); err != nil {
+		return err
 	}
 	switch p.Restart {
 	case RestartAlways, RestartOnFailure:
@@ -321,6 +319,11 @@ func (p *Pool) Validate() error {
 	}
 	for _, m := range p.Mounts {
 		if _, err := ParseMount(m); err != nil {
+			return err
+		}
+	}
+	if p.MetricsAddr != "" {
+		if err := checkListenAddr(p.MetricsAddr); err != nil {
 			return err
 		}
 	}

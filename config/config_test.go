@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -64,6 +65,18 @@ func TestValidate(t *testing.T) {
 		{"missing rootfs", func(c *Config) { c.Rootfs = filepath.Join(dir, "nope") }, "does not exist"},
 		{"rootfs neither", func(c *Config) { c.Rootfs = notArchive }, "neither a directory nor"},
 		{"runc not executable", func(c *Config) { c.Runc = notArchive }, "not an executable"},
+		{"hostname", func(c *Config) { c.Hostname = "worker-1" }, ""},
+		{"hostname with dots and digits", func(c *Config) { c.Hostname = "1w.example.org" }, ""},
+		{"hostname of 64 bytes", func(c *Config) { c.Hostname = strings.Repeat("a", 63) + "." }, "--hostname"},
+		{"hostname longest", func(c *Config) { c.Hostname = strings.Repeat("a", 31) + "." + strings.Repeat("b", 32) }, ""},
+		{"hostname too long", func(c *Config) { c.Hostname = strings.Repeat("a", 32) + "." + strings.Repeat("b", 32) }, "at most 64"},
+		{"hostname label too long", func(c *Config) { c.Hostname = strings.Repeat("a", 64) }, "--hostname"},
+		{"hostname with space and slash", func(c *Config) { c.Hostname = "bad host/name" }, `--hostname "bad host/name" is not a host name`},
+		{"hostname of 100 bytes", func(c *Config) { c.Hostname = strings.Repeat("h", 100) }, "--hostname"},
+		{"hostname leading hyphen", func(c *Config) { c.Hostname = "-h" }, "--hostname"},
+		{"hostname trailing hyphen", func(c *Config) { c.Hostname = "h-.x" }, "--hostname"},
+		{"hostname empty label", func(c *Config) { c.Hostname = "a..b" }, "--hostname"},
+		{"hostname underscore", func(c *Config) { c.Hostname = "a_b" }, "--hostname"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := valid()
@@ -95,6 +108,25 @@ func TestPoolValidate(t *testing.T) {
 		{"too many workers", func(p *Pool) { p.Workers = MaxWorkers + 1 }, "1 to 512"},
 		{"instance with slash", func(p *Pool) { p.Instance = "a/b" }, "--instance"},
 		{"empty instance", func(p *Pool) { p.Instance = "" }, "--instance"},
+		{"instance like a flag", func(p *Pool) { p.Instance = "-x" }, `--instance "-x": use a name that starts with a letter or digit`},
+		{"instance dot", func(p *Pool) { p.Instance = "." }, "--instance"},
+		{"instance with dot", func(p *Pool) { p.Instance = "a.b" }, "--instance"},
+		{"instance leading underscore", func(p *Pool) { p.Instance = "_a" }, "--instance"},
+		{"instance with - and _", func(p *Pool) { p.Instance = "mcp_client-2" }, ""},
+		{"instance starting with a digit", func(p *Pool) { p.Instance = "2nd" }, ""},
+		{"instance longest", func(p *Pool) { p.Instance = strings.Repeat("i", MaxInstance) }, ""},
+		{"instance too long", func(p *Pool) { p.Instance = strings.Repeat("i", MaxInstance+1) }, "at most 59 characters"},
+		{"metrics addr", func(p *Pool) { p.MetricsAddr = "127.0.0.1:9464" }, ""},
+		{"metrics addr any host", func(p *Pool) { p.MetricsAddr = ":9464" }, ""},
+		{"metrics addr ipv6", func(p *Pool) { p.MetricsAddr = "[::1]:0" }, ""},
+		{"metrics addr ipv6 zone", func(p *Pool) { p.MetricsAddr = "[fe80::1%eth0]:9464" }, ""},
+		{"metrics addr host name", func(p *Pool) { p.MetricsAddr = "localhost:65535" }, ""},
+		{"metrics addr without port", func(p *Pool) { p.MetricsAddr = "notanaddr" }, `--metrics-addr "notanaddr" is not an address: use HOST:PORT`},
+		{"metrics addr port too big", func(p *Pool) { p.MetricsAddr = ":65536" }, "not a number from 0 to 65535"},
+		{"metrics addr service name", func(p *Pool) { p.MetricsAddr = "localhost:http" }, "numeric port"},
+		{"metrics addr negative port", func(p *Pool) { p.MetricsAddr = ":-1" }, "not a number"},
+		{"metrics addr empty port", func(p *Pool) { p.MetricsAddr = "127.0.0.1:" }, "not a number"},
+		{"metrics addr bad host", func(p *Pool) { p.MetricsAddr = "bad host:9464" }, "neither an IP address nor a host name"},
 		{"restart", func(p *Pool) { p.Restart = "never" }, "unknown --restart"},
 		{"stop signal", func(p *Pool) { p.StopSignal = "FOO" }, "not a signal"},
 		{"backoff max below min", func(p *Pool) { p.BackoffMax = p.BackoffMin / 2 }, "--backoff-max"},
@@ -161,5 +193,49 @@ func TestReadEnvFile(t *testing.T) {
 	os.WriteFile(p, []byte("A=1\nnot a pair\n"), 0o644)
 	if _, err := ReadEnvFile(p); err == nil || !strings.Contains(err.Error(), "line 2") {
 		t.Fatalf("error %v, want one naming line 2", err)
+	}
+}
+
+func TestInstanceMakesHostnames(t *testing.T) {
+	// The longest instance with the largest worker index is still a host
+	// name sethostname accepts.
+	name := strings.Repeat("i", MaxInstance) + "-" + strconv.Itoa(MaxWorkers-1)
+	if !validHostname(name) || len(name) > MaxHostname {
+		t.Fatalf("%q (%d bytes) is not a valid host name", name, len(name))
+	}
+}
+
+func TestLoginUser(t *testing.T) {
+	passwd := filepath.Join(t.TempDir(), "passwd")
+	os.WriteFile(passwd, []byte(`root:x:0:0:root:/root:/bin/bash
+daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin
+# a comment:x:5:5::/:/bin/sh
+games:x:5:60:games:/usr/games:/bin/false
+alice:x:1000:1000:Alice,,,:/home/alice:/bin/bash
+svc:x:1001:1001::/srv:
+nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin
+broken line
+`), 0o644)
+	for _, tc := range []struct {
+		name string
+		uid  int
+		want string // "" for no login user
+	}{
+		{"login shell", 1000, "alice"},
+		{"empty shell is /bin/sh", 1001, "svc"},
+		{"nologin", 65534, ""},
+		{"nologin daemon", 1, ""},
+		{"false", 5, ""},
+		{"no entry", 4242, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := LoginUser(tc.uid, passwd)
+			if got != tc.want || ok != (tc.want != "") {
+				t.Fatalf("LoginUser(%d) = %q, %v; want %q", tc.uid, got, ok, tc.want)
+			}
+		})
+	}
+	if _, ok := LoginUser(1000, filepath.Join(t.TempDir(), "none")); ok {
+		t.Error("a missing passwd file names a login user")
 	}
 }
