@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 )
@@ -19,6 +22,8 @@ type File struct {
 	Values map[string][]string
 	// Workers holds [worker.N] sections: settings for worker N alone.
 	Workers map[int]WorkerFile
+
+	data []byte // the file's text, to find a key's line
 }
 
 // WorkerFile is a [worker.N] section.
@@ -26,6 +31,33 @@ type WorkerFile struct {
 	// Env is added to (and overrides) the pool's environment for this
 	// worker.
 	Env []string
+}
+
+// Kind is the TOML type a key's value must have.
+type Kind int
+
+const (
+	KindString   Kind = iota
+	KindInt           // an integer
+	KindBool          // true or false
+	KindDuration      // a string time.ParseDuration accepts
+	KindList          // a list of strings, or one string
+)
+
+// Expected says what a value of kind k looks like, for error messages.
+func (k Kind) Expected() string {
+	switch k {
+	case KindInt:
+		return "an integer such as 4"
+	case KindBool:
+		return "true or false"
+	case KindDuration:
+		return `a duration such as "10s" or "1m30s"`
+	case KindList:
+		return `a list of strings such as ["A=1", "B=2"]`
+	default:
+		return `a string in double quotes`
+	}
 }
 
 // DefaultConfigPath is $XDG_CONFIG_HOME/mrtd/config.toml, else
@@ -43,17 +75,27 @@ func DefaultConfigPath(euid int, getenv func(string) string) string {
 	return ""
 }
 
-// LoadFile reads the TOML file at path. known says which keys exist; any
-// other key is an error naming it and the file.
-func LoadFile(path string, known func(key string) bool) (*File, error) {
+// LoadFile reads the TOML file at path. kindOf says which keys exist and
+// what type each must have. A key it does not know, or a value of the wrong
+// type, is a *UsageError naming the file, the line, the key, what was
+// expected and what was found.
+func LoadFile(path string, kindOf func(key string) (Kind, bool)) (*File, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, usagef("config file %s does not exist: create it or pass another --config", path)
+	}
+	if err != nil {
+		return nil, usagef("config file %s: %v", path, errors.Unwrap(err))
+	}
 	var raw map[string]any
-	if _, err := toml.DecodeFile(path, &raw); err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, usagef("config file %s does not exist: create it or pass another --config", path)
+	if _, err := toml.Decode(string(data), &raw); err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) && pe.Position.Line > 0 {
+			return nil, usagef("config file %s line %d: %s: fix the TOML syntax", path, pe.Position.Line, pe.Message)
 		}
 		return nil, usagef("config file %s: %v", path, err)
 	}
-	f := &File{Path: path, Values: map[string][]string{}, Workers: map[int]WorkerFile{}}
+	f := &File{Path: path, Values: map[string][]string{}, Workers: map[int]WorkerFile{}, data: data}
 	keys := make([]string, 0, len(raw))
 	for k := range raw {
 		keys = append(keys, k)
@@ -67,12 +109,13 @@ func LoadFile(path string, known func(key string) bool) (*File, error) {
 			}
 			continue
 		}
-		if !known(k) {
-			return nil, usagef("config file %s: unknown key %q", path, k)
+		kind, ok := kindOf(k)
+		if !ok {
+			return nil, f.errorf([]string{k}, "unknown key %q: the keys are the flags' names (see `mrtd --help`), command and [worker.N]", k)
 		}
-		vals, err := flagValues(v)
+		vals, err := f.values([]string{k}, kind, v)
 		if err != nil {
-			return nil, usagef("config file %s: key %q: %v", path, k, err)
+			return nil, err
 		}
 		f.Values[k] = vals
 	}
@@ -82,25 +125,31 @@ func LoadFile(path string, known func(key string) bool) (*File, error) {
 func (f *File) loadWorkers(v any) error {
 	tables, ok := v.(map[string]any)
 	if !ok {
-		return usagef("config file %s: worker must be a table of [worker.N] sections", f.Path)
+		return f.errorf([]string{"worker"}, "worker = %s: expected [worker.N] sections, found %s", tomlValue(v), typeName(v))
 	}
-	for name, t := range tables {
+	names := make([]string, 0, len(tables))
+	for name := range tables {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		at := []string{"worker", name}
 		i, err := strconv.Atoi(name)
 		if err != nil || i < 0 {
-			return usagef("config file %s: [worker.%s]: N must be a worker index", f.Path, name)
+			return f.errorf(at, "[worker.%s]: N must be a worker index (0, 1, ...)", name)
 		}
-		section, ok := t.(map[string]any)
+		section, ok := tables[name].(map[string]any)
 		if !ok {
-			return usagef("config file %s: [worker.%s] is not a section", f.Path, name)
+			return f.errorf(at, "worker.%s = %s: expected a [worker.%s] section, found %s", name, tomlValue(tables[name]), name, typeName(tables[name]))
 		}
 		var w WorkerFile
 		for k, v := range section {
 			if k != "env" {
-				return usagef("config file %s: unknown key %q in [worker.%s] (only env)", f.Path, k, name)
+				return f.errorf(append(at, k), "unknown key %q in [worker.%s]: only env may be set per worker", k, name)
 			}
-			vals, err := flagValues(v)
+			vals, err := f.values(append(at, k), KindList, v)
 			if err != nil {
-				return usagef("config file %s: [worker.%s] env: %v", f.Path, name, err)
+				return err
 			}
 			w.Env = vals
 		}
@@ -109,26 +158,143 @@ func (f *File) loadWorkers(v any) error {
 	return nil
 }
 
-// flagValues turns a TOML value into flag strings.
-func flagValues(v any) ([]string, error) {
+// values checks that v, the value of the key at path, is of kind, and
+// turns it into flag strings.
+func (f *File) values(path []string, kind Kind, v any) ([]string, error) {
+	key := path[len(path)-1]
+	if len(path) > 1 {
+		key = "[" + strings.Join(path[:len(path)-1], ".") + "] " + key
+	}
+	bad := func(found string) error {
+		return f.errorf(path, "%s = %s: expected %s, found %s", key, tomlValue(v), kind.Expected(), found)
+	}
+	switch kind {
+	case KindInt:
+		if x, ok := v.(int64); ok {
+			return []string{strconv.FormatInt(x, 10)}, nil
+		}
+	case KindBool:
+		if x, ok := v.(bool); ok {
+			return []string{strconv.FormatBool(x)}, nil
+		}
+	case KindDuration:
+		if x, ok := v.(string); ok {
+			if _, err := time.ParseDuration(x); err != nil {
+				return nil, bad("a string that is not a duration (units are ns, us, ms, s, m, h)")
+			}
+			return []string{x}, nil
+		}
+	case KindList:
+		switch x := v.(type) {
+		case string:
+			return []string{x}, nil
+		case []any:
+			out := make([]string, 0, len(x))
+			for _, e := range x {
+				s, ok := e.(string)
+				if !ok {
+					return nil, bad("a list holding " + typeName(e))
+				}
+				out = append(out, s)
+			}
+			return out, nil
+		}
+	default:
+		if x, ok := v.(string); ok {
+			return []string{x}, nil
+		}
+	}
+	return nil, bad(typeName(v))
+}
+
+// errorf returns a *UsageError that begins with the file and, when it can
+// be found, the line of the key at path.
+func (f *File) errorf(path []string, format string, args ...any) error {
+	where := "config file " + f.Path
+	if line := keyLine(f.data, path); line > 0 {
+		where += " line " + strconv.Itoa(line)
+	}
+	return usagef("%s: %s", where, fmt.Sprintf(format, args...))
+}
+
+// typeName names the TOML type of v, as the decoder returns it.
+func typeName(v any) string {
+	switch v.(type) {
+	case string:
+		return "a string"
+	case int64:
+		return "an integer"
+	case float64:
+		return "a float"
+	case bool:
+		return "a boolean"
+	case []any:
+		return "a list"
+	case []map[string]any:
+		return "an array of tables"
+	case map[string]any:
+		return "a table"
+	case time.Time:
+		return "a date or time"
+	default:
+		return fmt.Sprintf("a %T", v)
+	}
+}
+
+// tomlValue writes v roughly as it appears in TOML, shortened.
+func tomlValue(v any) string {
+	var s string
 	switch x := v.(type) {
 	case string:
-		return []string{x}, nil
-	case int64:
-		return []string{strconv.FormatInt(x, 10)}, nil
-	case bool:
-		return []string{strconv.FormatBool(x)}, nil
+		s = strconv.Quote(x)
 	case []any:
-		out := make([]string, 0, len(x))
-		for _, e := range x {
-			s, ok := e.(string)
-			if !ok {
-				return nil, fmt.Errorf("list elements must be strings, got %v", e)
-			}
-			out = append(out, s)
+		parts := make([]string, len(x))
+		for i, e := range x {
+			parts[i] = tomlValue(e)
 		}
-		return out, nil
+		s = "[" + strings.Join(parts, ", ") + "]"
+	case map[string]any, []map[string]any:
+		s = "{...}"
+	case time.Time:
+		s = x.Format(time.RFC3339Nano)
 	default:
-		return nil, fmt.Errorf("unsupported value %v (%T)", v, v)
+		s = fmt.Sprint(x)
 	}
+	if len(s) > 60 {
+		s = s[:57] + "..."
+	}
+	return s
+}
+
+// errLineProbe is what lineProbe returns to make the decoder report where
+// it stands.
+var errLineProbe = errors.New("line probe")
+
+// lineProbe fails to decode, so that the decoder's error carries the
+// position of the key holding it.
+type lineProbe struct{}
+
+func (lineProbe) UnmarshalTOML(any) error { return errLineProbe }
+
+// keyLine returns the line of the key at path (["workers"], or ["worker",
+// "1", "env"]) in the TOML document data, or 0 when it cannot tell. The
+// toml package records every key's position but only reveals it in a
+// decoding error: keyLine decodes data into a struct that holds a lineProbe
+// at path alone.
+func keyLine(data []byte, path []string) int {
+	t := reflect.TypeFor[lineProbe]()
+	for i := len(path) - 1; i >= 0; i-- {
+		if strings.Contains(path[i], ",") {
+			return 0 // a struct tag cannot name it
+		}
+		t = reflect.StructOf([]reflect.StructField{{
+			Name: "F", Type: t, Tag: reflect.StructTag("toml:" + strconv.Quote(path[i])),
+		}})
+	}
+	_, err := toml.Decode(string(data), reflect.New(t).Interface())
+	var pe toml.ParseError
+	if errors.As(err, &pe) && pe.Message == errLineProbe.Error() {
+		return pe.Position.Line
+	}
+	return 0
 }

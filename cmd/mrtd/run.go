@@ -206,6 +206,9 @@ func checkMountPoints(dir string) error {
 // runtime directory: what run and the pool both need first. The caller
 // closes the returned prepared.
 func setup(ctx context.Context, cfg config.Config, log logr.Logger) (*prepared, *container.Runtime, error) {
+	if os.Geteuid() == 0 {
+		warnLoginHostUID(log, cfg.HostUID, config.PasswdPath)
+	}
 	if err := container.CheckUserNamespaces("/proc/sys", os.Geteuid() != 0); err != nil {
 		return nil, nil, err
 	}

@@ -7,6 +7,10 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/go-logr/zapr"
 
 	"github.com/mrt-project/mrt/config"
 )
@@ -98,8 +102,8 @@ func loadSettings(args []string, lookupEnv func(string) (string, bool)) (*settin
 	}
 	if configPath != "" {
 		if _, err := os.Stat(configPath); err == nil || explicit {
-			f, err := config.LoadFile(configPath, func(k string) bool {
-				return k == "command" || (k != "config" && s.fs.Lookup(k) != nil)
+			f, err := config.LoadFile(configPath, func(k string) (config.Kind, bool) {
+				return keyKind(s.fs, lists, k)
 			})
 			if err != nil {
 				return s, err
@@ -128,7 +132,8 @@ func loadSettings(args []string, lookupEnv func(string) (string, bool)) (*settin
 			vals = strings.Split(strings.TrimRight(v, "\n"), "\n")
 		}
 		if err := setAll(s.fs, lists, fl.Name, vals); err != nil {
-			envErr = &config.UsageError{Err: fmt.Errorf("%s=%q: %v", name, v, err)}
+			kind, _ := keyKind(s.fs, lists, fl.Name)
+			envErr = &config.UsageError{Err: fmt.Errorf("%s=%q: expected %s (%v)", name, v, kind.Expected(), err)}
 		}
 		s.sources[fl.Name] = "env " + name
 	})
@@ -178,6 +183,28 @@ func loadSettings(args []string, lookupEnv func(string) (string, bool)) (*settin
 		s.cfg.Args = []string{DemoWorker}
 	}
 	return s, s.cfg.Validate()
+}
+
+// keyKind is the type a key of the config file must have: its flag's.
+func keyKind(fs *flag.FlagSet, lists map[string]*stringList, key string) (config.Kind, bool) {
+	if key == "command" || lists[key] != nil {
+		return config.KindList, true
+	}
+	fl := fs.Lookup(key)
+	if fl == nil || key == "config" {
+		return 0, false
+	}
+	if g, ok := fl.Value.(flag.Getter); ok {
+		switch g.Get().(type) {
+		case int:
+			return config.KindInt, true
+		case bool:
+			return config.KindBool, true
+		case time.Duration:
+			return config.KindDuration, true
+		}
+	}
+	return config.KindString, true
 }
 
 // setAll sets flag name to vals, replacing what a repeatable flag held.
@@ -236,4 +263,24 @@ func sortedWorkerKeys(m map[int]config.WorkerFile) []int {
 	}
 	sort.Ints(keys)
 	return keys
+}
+
+// warnLoginHostUID warns when container root maps to the uid of a login
+// user (mrtd runs as root): the containers can then write that user's
+// files. mrtd runs on, as the admin may mean it.
+func warnLoginHostUID(log logr.Logger, uid int, passwdPath string) {
+	if name, ok := config.LoginUser(uid, passwdPath); ok {
+		warn(log, "--host-uid is a login user's uid: the containers can write that user's files; pick an unused uid unless that is meant",
+			"hostUid", uid, "user", name)
+	}
+}
+
+// warn logs msg at zap's warning level (journald priority 4); logr has no
+// such level, so another logger gets an error without an error.
+func warn(log logr.Logger, msg string, kv ...any) {
+	if u, ok := log.GetSink().(zapr.Underlier); ok {
+		u.GetUnderlying().Sugar().Warnw(msg, kv...)
+		return
+	}
+	log.Error(nil, msg, kv...)
 }

@@ -1,11 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-logr/zapr"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 func TestSettingsPrecedence(t *testing.T) {
@@ -75,6 +80,11 @@ func TestSettingsErrors(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "config.toml")
 	os.WriteFile(path, []byte("workers = 2\nbogus = true\n"), 0o644)
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(body), 0o644)
+		return p
+	}
 	lookup := func(k string) (string, bool) {
 		v, ok := map[string]string{"HOME": dir}[k]
 		return v, ok
@@ -84,12 +94,23 @@ func TestSettingsErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"unknown key names key and file", []string{"--config", path}, `config file ` + path + `: unknown key "bogus"`},
+		{"unknown key names key and file", []string{"--config", path}, `config file ` + path + ` line 2: unknown key "bogus"`},
 		{"missing explicit file", []string{"--config", filepath.Join(dir, "none.toml")}, "does not exist"},
+		{"integer as a string", []string{"--config", write("workers.toml", "# pool\nenv = [\"A=1\"]\nworkers = \"three\"\n")},
+			`config file ` + dir + `/workers.toml line 3: workers = "three": expected an integer such as 4, found a string`},
+		{"duration as an integer", []string{"--config", write("stop.toml", "stop-timeout = 10\n")},
+			`line 1: stop-timeout = 10: expected a duration such as "10s"`},
+		{"string as an integer", []string{"--config", write("net.toml", "metrics-addr = 9464\n")},
+			`line 1: metrics-addr = 9464: expected a string in double quotes, found an integer`},
+		{"worker env as a number", []string{"--config", write("w.toml", "[worker.2]\nenv = 7\n")},
+			`line 2: [worker.2] env = 7: expected a list of strings`},
+		{"instance like a flag", []string{"--instance", "-x"}, `--instance "-x": use a name that starts with a letter or digit`},
+		{"instance dot", []string{"--instance", "."}, `--instance "."`},
+		{"metrics addr that does not parse", []string{"--metrics-addr", "notanaddr"}, `--metrics-addr "notanaddr" is not an address: use HOST:PORT with a numeric port`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := loadSettings(tc.args, lookup)
-			if err == nil || !strings.Contains(err.Error(), tc.want) || exitCode(err) != exitUsage {
+			if err == nil || !strings.Contains(err.Error(), tc.want) || exitCode(err) != exitUsage || strings.Contains(err.Error(), "\n") {
 				t.Fatalf("error %v, want a usage error containing %q", err, tc.want)
 			}
 		})
@@ -97,5 +118,55 @@ func TestSettingsErrors(t *testing.T) {
 	// The default config file is optional.
 	if _, err := loadSettings(nil, lookup); err != nil {
 		t.Fatalf("no config file at the default path: %v", err)
+	}
+}
+
+func TestSettingsEnvErrorSaysWhatIsExpected(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, key, value, want string
+	}{
+		{"integer", "MRTD_WORKERS", "three", `MRTD_WORKERS="three": expected an integer such as 4`},
+		{"duration", "MRTD_STOP_TIMEOUT", "10", `MRTD_STOP_TIMEOUT="10": expected a duration such as "10s"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := map[string]string{"HOME": dir, tc.key: tc.value}
+			_, err := loadSettings(nil, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+			if err == nil || !strings.Contains(err.Error(), tc.want) || exitCode(err) != exitUsage {
+				t.Fatalf("error %v, want a usage error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestWarnLoginHostUID(t *testing.T) {
+	passwd := filepath.Join(t.TempDir(), "passwd")
+	os.WriteFile(passwd, []byte("alice:x:1000:1000::/home/alice:/bin/bash\nnobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\n"), 0o644)
+	for _, tc := range []struct {
+		name string
+		uid  int
+		want string // "" for no warning
+	}{
+		{"login user", 1000, `"user":"alice"`},
+		{"nobody", 65534, ""},
+		{"unused uid", 4242, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			log := zapr.NewLogger(zap.New(zapcore.NewCore(jsonEncoder(), zapcore.AddSync(&buf), zapcore.DebugLevel)))
+			warnLoginHostUID(log, tc.uid, passwd)
+			got := buf.String()
+			if tc.want == "" {
+				if got != "" {
+					t.Fatalf("warned: %s", got)
+				}
+				return
+			}
+			for _, want := range []string{tc.want, `"level":"warn"`, `"hostUid":1000`, "can write that user's files"} {
+				if !strings.Contains(got, want) {
+					t.Errorf("log %q lacks %q", got, want)
+				}
+			}
+		})
 	}
 }
