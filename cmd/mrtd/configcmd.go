@@ -5,14 +5,16 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strings"
+	"time"
 )
 
 // configCommand prints the effective settings and where each came from.
 func configCommand(args []string, stdout, stderr io.Writer) int {
 	st, err := loadSettings(args, os.LookupEnv)
 	if errors.Is(err, errHelp) {
-		fmt.Fprint(stdout, "Usage: mrtd config [flags]\n\nPrint the settings mrtd would run with, and where each comes from\n(flag > MRTD_* environment > config file > default).\n\nFlags:\n")
+		fmt.Fprint(stdout, "Usage: mrtd config [flags]\n\nPrint the settings mrtd would run with, and where each comes from\n(flag > MRTD_* environment > config file > default). When an mrtd runs\nthe instance, say so: these settings are a fresh parse, which it applies\non reload or restart.\n\nFlags:\n")
 		printFlags(stdout, st.fs)
 		return 0
 	}
@@ -20,7 +22,53 @@ func configCommand(args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, err)
 	}
 	var b strings.Builder
+	if note := runningNote(st, 3*time.Second); note != "" {
+		fmt.Fprintln(&b, note)
+	}
 	st.print(&b)
 	fmt.Fprint(stdout, b.String())
 	return 0
+}
+
+// runningNote asks the instance's control socket for its status. When an
+// mrtd answers, it returns a comment line saying what that mrtd runs and
+// that the printed settings are a fresh parse; "" when none runs. A daemon
+// that does not answer within wait is reported as such; the request then
+// ends at its own deadline, or with mrtd config.
+func runningNote(st *settings, wait time.Duration) string {
+	path := controlPath(st.cfg.RuntimeDir, st.pool.Instance)
+	if _, err := os.Stat(path); err != nil {
+		return ""
+	}
+	type answer struct {
+		resp *controlResponse
+		err  error
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		resp, err := control(path, controlRequest{Command: "status"})
+		answered <- answer{resp, err}
+	}()
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case a := <-answered:
+		switch {
+		case a.err != nil:
+			return "" // a socket left by an mrtd that died
+		case a.resp.Error != "":
+			return fmt.Sprintf("# an mrtd runs instance %s but refused to say what it runs (%s); the settings below are a fresh parse, which it applies on reload or restart", st.pool.Instance, a.resp.Error)
+		}
+		var live []string
+		for k := range liveKeys {
+			if k != "config" {
+				live = append(live, k)
+			}
+		}
+		sort.Strings(live)
+		return fmt.Sprintf("# the running mrtd (instance %s) runs %d workers; the settings below are a fresh parse, not what it runs: it applies them on reload (SIGHUP: %s) or restart (the rest)",
+			a.resp.Instance, a.resp.Desired, strings.Join(live, ", "))
+	case <-timer.C:
+		return fmt.Sprintf("# a process at %s did not answer within %v; the settings below are a fresh parse, not necessarily what a running mrtd runs", path, wait)
+	}
 }

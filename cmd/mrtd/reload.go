@@ -38,7 +38,21 @@ func reload(ctx context.Context, log logr.Logger, cur *settings, args []string, 
 			log.Info("setting changed; it takes effect when mrtd restarts", "key", f.Name, "running", f.Value.String(), "new", nf.Value.String())
 		}
 	})
-	n := next.pool.Workers
+	// The worker count. A reload keeps the count `mrtd scale` set unless
+	// the effective workers setting (flag > MRTD_WORKERS > config file >
+	// default) changed since the last load: only the file can change it
+	// between loads, so an edited workers is the newest word and wins,
+	// while a reload for another edit does not undo a scale. next keeps
+	// the configured value, which the next reload compares against.
+	n, from := next.pool.Workers, "config"
+	if scaled := pl.Desired(); scaled != cur.pool.Workers {
+		if next.pool.Workers == cur.pool.Workers {
+			n, from = scaled, "scale"
+			log.Info("keeping the worker count mrtd scale set: the configured workers did not change", "workers", n, "configured", next.pool.Workers)
+		} else {
+			log.Info("the configured workers changed: it replaces the count mrtd scale set", "workers", n, "scaled", scaled, "configuredBefore", cur.pool.Workers)
+		}
+	}
 	if n < pl.Desired() {
 		scaled(n)
 		if err := pl.Scale(ctx, n); err != nil {
@@ -50,7 +64,7 @@ func reload(ctx context.Context, log logr.Logger, cur *settings, args []string, 
 		scaled(n)
 		pl.Scale(ctx, n)
 	}
-	log.Info("reloaded", "workers", n, "restarted", fmt.Sprint(restarted))
+	log.Info("reloaded", "workers", n, "workersFrom", from, "restarted", fmt.Sprint(restarted))
 	return next
 }
 

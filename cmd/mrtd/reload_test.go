@@ -37,7 +37,13 @@ func TestReload(t *testing.T) {
 	if ev := p.next(t, "reloaded"); ev["restarted"] != "[1]" || ev["workers"].(float64) != 4 {
 		t.Fatalf("reload event %v, want worker 1 restarted and 4 workers", ev)
 	}
+	// The reload restarts worker 1 after it returns: wait for its new
+	// container.
 	after := e.waitRunning(t, d, 4)
+	for deadline := time.Now().Add(30 * time.Second); after[1] == before[1] && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		after = e.waitRunning(t, d, 4)
+	}
 	for _, w := range []int{0, 2} {
 		if after[w] != before[w] {
 			t.Errorf("worker %d restarted by a reload that did not change it", w)
@@ -64,5 +70,57 @@ func TestReload(t *testing.T) {
 	if now := e.waitRunning(t, d, 4); fmt.Sprint(now) != fmt.Sprint(after) {
 		t.Errorf("an invalid reload changed the workers: %v -> %v", after, now)
 	}
+	p.stopCleanly(t, d)
+}
+
+// TestReloadKeepsScaledCount: a reload keeps the count mrtd scale set
+// unless the file's workers changed since the last load; then the file
+// wins. mrtd config says that a daemon runs and what it runs.
+func TestReloadKeepsScaledCount(t *testing.T) {
+	e := needIntegration(t)
+	d := e.newDirs(t)
+	path := filepath.Join(e.userDir(t, "conf"), "config.toml")
+	write := func(workers int) {
+		t.Helper()
+		body := fmt.Sprintf("workers = %d\ncommand = [\"/bin/probe\", \"pause\"]\n", workers)
+		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		os.Chown(path, e.uid, e.gid)
+	}
+	args := e.daemonArgs(d, "--config", path)
+	write(2)
+	if r := e.run(t, d, append([]string{"config"}, args...)...); r.code != 0 || strings.Contains(r.stdout, "running mrtd") {
+		t.Fatalf("mrtd config with no daemon: status %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+	}
+	p := e.startDaemon(t, d, args...)
+	p.running(t, 2)
+	e.waitRunning(t, d, 2)
+
+	if r := e.ctl(t, d, "scale", "4"); r.code != 0 {
+		t.Fatalf("mrtd scale 4: %d %q", r.code, r.stderr)
+	}
+	scaled := e.waitRunning(t, d, 4)
+	r := e.run(t, d, append([]string{"config"}, args...)...)
+	if r.code != 0 || !strings.Contains(r.stdout, "# the running mrtd (instance mrtd) runs 4 workers; the settings below are a fresh parse") {
+		t.Errorf("mrtd config beside a running daemon: status %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+	}
+
+	// The file's workers did not change: the scaled count stays.
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	if ev := p.next(t, "reloaded"); ev["workers"] != 4.0 || ev["workersFrom"] != "scale" {
+		t.Fatalf("reload event %v, want the scaled 4 workers kept", ev)
+	}
+	if now := e.waitRunning(t, d, 4); fmt.Sprint(now) != fmt.Sprint(scaled) {
+		t.Errorf("a reload that kept the count changed the workers: %v -> %v", scaled, now)
+	}
+
+	// The file's workers changed: the file wins.
+	write(3)
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	if ev := p.next(t, "reloaded"); ev["workers"] != 3.0 || ev["workersFrom"] != "config" {
+		t.Fatalf("reload event %v, want the file's 3 workers", ev)
+	}
+	e.waitRunning(t, d, 3)
 	p.stopCleanly(t, d)
 }
