@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -59,12 +60,23 @@ func FileArchive(path string) (*Archive, error) {
 //	<Dir>/rootfs/<key>.lock      held shared by every process using it
 //	<Dir>/rootfs/.tmp-*          extractions under way, or left by a crash
 //
-// key is the archive's sha256, followed by -<uid>.<gid> when Owner is set.
+// key is the archive's sha256. (Entries named <sha256>-<uid>.<gid>, which
+// root's caches held before their trees were root-owned, are unused and
+// pruned like any other.)
+//
+// A cache this process cannot write into (a read-only mount, or another
+// user's directory) still serves the entries it holds: a warm start needs
+// no write. It takes no lock it cannot take, and is never pruned.
 type Cache struct {
 	Dir string
-	// Owner, when set, owns every extracted entry. mrtd sets it when it runs
-	// as root, to the unprivileged host uid that container root maps to.
-	Owner *Owner
+	// RootOwned is set when mrtd runs as root. Every extracted entry is
+	// then owned by 0:0 with no group or other write bit, and the cache dir
+	// and every directory above it must be changeable by root alone, so
+	// that no other host uid, not even the unprivileged one container root
+	// maps to, can change what root's containers execute. That uid reaches
+	// its tree through the other-execute bits of the cache's directories
+	// (mode 0711) and reads it through the tree's other bits.
+	RootOwned bool
 	// DropSetID clears setuid and setgid bits while extracting.
 	DropSetID bool
 	Log       logr.Logger
@@ -88,39 +100,180 @@ func (r *Ref) Close() error {
 	return nil
 }
 
-// CacheError reports a cache directory that cannot be used.
+// CacheError reports a cache directory that cannot be used, or a write into
+// it that failed.
 type CacheError struct {
 	Dir string
+	// Op, when set, is what failed ("extracting embedded rootfs into");
+	// when empty, the directory as a whole is not usable.
+	Op  string
 	Err error
+	// Fix says what to do; by default, pass another --cache-dir.
+	Fix string
 }
 
 func (e *CacheError) Error() string {
-	return fmt.Sprintf("cache dir %s is not usable: %v (pass --cache-dir with a writable directory)", e.Dir, e.Err)
+	fix := e.Fix
+	if fix == "" {
+		fix = "pass --cache-dir with a writable directory"
+	}
+	if e.Op != "" {
+		return fmt.Sprintf("%s cache dir %s failed: %v (%s)", e.Op, e.Dir, e.Err, fix)
+	}
+	return fmt.Sprintf("cache dir %s is not usable: %v (%s)", e.Dir, e.Err, fix)
 }
 
 func (e *CacheError) Unwrap() error { return e.Err }
 
-func (c *Cache) init() error {
-	// Private to this user; when Owner is set (mrtd runs as root), that
-	// uid must still traverse into its rootfs, but need not list anything.
+// writeError reports err, met while op wrote into the cache, with what to do
+// about it: the archive is not at fault.
+func (c *Cache) writeError(op string, err error) error {
+	fix := "pass --cache-dir with a writable directory"
+	switch {
+	case errors.Is(err, unix.ENOSPC):
+		fix = "free space on its filesystem, or pass --cache-dir on another filesystem"
+	case errors.Is(err, unix.EDQUOT):
+		fix = "free space or raise the disk quota, or pass --cache-dir on another filesystem"
+	case errors.Is(err, unix.EROFS), errors.Is(err, unix.EACCES), errors.Is(err, unix.EPERM):
+	default:
+		fix = "check its filesystem (the kernel log may say more), or pass --cache-dir on another filesystem"
+	}
+	return &CacheError{Dir: c.Dir, Op: op, Err: err, Fix: fix}
+}
+
+// readOnlyError reports an entry missing from a cache this process cannot
+// write into; why is the reason it cannot.
+func (c *Cache) readOnlyError(entry string, why error) error {
+	return &CacheError{
+		Dir: c.Dir,
+		Err: fmt.Errorf("it does not hold %s yet and cannot be written: %w", entry, why),
+		Fix: "fill it once with an mrtd that may write there, or pass --cache-dir with a writable directory",
+	}
+}
+
+// init makes sure the cache dir exists, with rootfs/ in it when it is
+// writable. It returns nil, or why this process cannot write into the cache;
+// such a cache still serves the entries it holds.
+func (c *Cache) init() (readOnly error, err error) {
+	// Private to this user; when RootOwned, the uid container root maps to
+	// must still traverse into its rootfs, but need not list anything.
 	mode := os.FileMode(0o700)
-	if c.Owner != nil {
+	if c.RootOwned {
 		mode = 0o711
 	}
-	for _, d := range []string{c.Dir, filepath.Join(c.Dir, "rootfs")} {
-		if err := os.Mkdir(d, mode); err != nil && !errors.Is(err, fs.ErrExist) {
-			if err := os.MkdirAll(d, mode); err != nil {
-				return &CacheError{Dir: c.Dir, Err: unwrapPath(err)}
-			}
+	fi, err := os.Stat(c.Dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(c.Dir, mode); err != nil {
+			return nil, &CacheError{Dir: c.Dir, Err: unwrapPath(err)}
 		}
-		if c.Owner != nil {
-			if err := os.Chmod(d, mode); err != nil {
-				return &CacheError{Dir: c.Dir, Err: unwrapPath(err)}
-			}
+		fi, err = os.Stat(c.Dir)
+	}
+	if err != nil {
+		return nil, &CacheError{Dir: c.Dir, Err: unwrapPath(err)}
+	}
+	if !fi.IsDir() {
+		return nil, &CacheError{Dir: c.Dir, Err: unix.ENOTDIR}
+	}
+	if err := unix.Access(c.Dir, unix.X_OK); err != nil {
+		return nil, &CacheError{Dir: c.Dir, Err: err}
+	}
+	rootfs := filepath.Join(c.Dir, "rootfs")
+	if readOnly, err = writable(c.Dir); err != nil {
+		return nil, &CacheError{Dir: c.Dir, Err: err}
+	}
+	if readOnly == nil {
+		if err := os.Mkdir(rootfs, mode); err != nil && !errors.Is(err, fs.ErrExist) {
+			return nil, &CacheError{Dir: c.Dir, Err: unwrapPath(err)}
+		}
+		if readOnly, err = writable(rootfs); err != nil {
+			return nil, &CacheError{Dir: c.Dir, Err: err}
 		}
 	}
-	if err := unix.Access(c.Dir, unix.W_OK|unix.X_OK); err != nil {
+	if c.RootOwned {
+		if readOnly == nil {
+			// The uid container root maps to must traverse both. Never
+			// more than that: write bits are refused below.
+			for _, d := range []string{c.Dir, rootfs} {
+				if fi, err := os.Stat(d); err == nil && fi.Mode().Perm()&0o011 != 0o011 {
+					if err := os.Chmod(d, fi.Mode().Perm()|0o011); err != nil {
+						return nil, &CacheError{Dir: c.Dir, Err: unwrapPath(err)}
+					}
+				}
+			}
+		}
+		if err := c.checkRootOnly(); err != nil {
+			return nil, err
+		}
+	}
+	return readOnly, nil
+}
+
+// writable returns nil when this process may create entries in dir, the
+// reason it may not (permissions, a read-only mount) as readOnly, or any
+// other failure as err.
+func writable(dir string) (readOnly, err error) {
+	err = unix.Access(dir, unix.W_OK|unix.X_OK)
+	switch {
+	case err == nil:
+		return nil, nil
+	case errors.Is(err, unix.EACCES), errors.Is(err, unix.EROFS), errors.Is(err, unix.EPERM):
+		return err, nil
+	default:
+		return nil, err
+	}
+}
+
+// checkRootOnly reports an error unless the cache dir, its rootfs/ and every
+// directory above them can be changed by root alone: owned by root and not
+// writable by group or others. A sticky directory above the cache (/tmp) is
+// fine: others cannot move or replace what root owns in it. Symlinks on the
+// way must be root's too, and the directories they lead to are checked.
+func (c *Cache) checkRootOnly() error {
+	abs, err := filepath.Abs(c.Dir)
+	if err != nil {
 		return &CacheError{Dir: c.Dir, Err: err}
+	}
+	real, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		return &CacheError{Dir: c.Dir, Err: unwrapPath(err)}
+	}
+	check := func(p string, strict bool) error {
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			if errors.Is(err, unix.ENOENT) && !strict {
+				return nil
+			}
+			return &CacheError{Dir: c.Dir, Err: fmt.Errorf("%s: %w", p, err)}
+		}
+		why := ""
+		switch {
+		case st.Uid != 0:
+			why = fmt.Sprintf("%s is owned by uid %d", p, st.Uid)
+		case st.Mode&unix.S_IFMT == unix.S_IFLNK:
+		case st.Mode&0o022 != 0 && (strict || st.Mode&unix.S_ISVTX == 0):
+			why = fmt.Sprintf("%s is mode %04o, writable by others than root", p, st.Mode&0o7777)
+		}
+		if why != "" {
+			return &CacheError{
+				Dir: c.Dir,
+				Err: fmt.Errorf("as root, mrtd keeps runc and the rootfs only where no other user can change them, but %s", why),
+				Fix: "pass a --cache-dir owned by root, in directories only root can write, such as /var/cache/mrtd",
+			}
+		}
+		return nil
+	}
+	if err := check(filepath.Join(real, "rootfs"), false); err != nil {
+		return err
+	}
+	for _, start := range []string{abs, real} {
+		for p, strict := start, true; ; p, strict = filepath.Dir(p), false {
+			if err := check(p, strict); err != nil {
+				return err
+			}
+			if p == "/" {
+				break
+			}
+		}
 	}
 	return nil
 }
@@ -131,6 +284,25 @@ func unwrapPath(err error) error {
 		return pe.Err
 	}
 	return err
+}
+
+// useLock takes the shared lock that keeps an entry from being pruned while
+// this process uses it. In a cache it cannot write into (readOnly is why), it
+// opens an existing lock file read-only, and goes without the lock when it
+// cannot: only a process that can write into a cache prunes it.
+func (c *Cache) useLock(path string, readOnly error) (*fileLock, error) {
+	if readOnly != nil {
+		l, err := lockFileReadOnly(path, unix.LOCK_SH)
+		if err != nil {
+			return nil, nil
+		}
+		return l, nil
+	}
+	l, err := lockFile(path, unix.LOCK_SH)
+	if err != nil {
+		return nil, &CacheError{Dir: c.Dir, Err: unwrapPath(err)}
+	}
+	return l, nil
 }
 
 // writeLock takes the cache-wide lock that every writer holds.
@@ -146,16 +318,21 @@ func (c *Cache) writeLock() (*fileLock, error) {
 // cache and returns it in use. An existing binary is never rewritten: it may
 // be executing.
 func (c *Cache) Runc(data []byte, digest string) (*Ref, error) {
-	if err := c.init(); err != nil {
+	readOnly, err := c.init()
+	if err != nil {
 		return nil, err
 	}
 	p := filepath.Join(c.Dir, "runc-"+digest)
-	ref, err := lockFile(p+".lock", unix.LOCK_SH)
+	ref, err := c.useLock(p+".lock", readOnly)
 	if err != nil {
-		return nil, &CacheError{Dir: c.Dir, Err: unwrapPath(err)}
+		return nil, err
 	}
 	if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Size() == int64(len(data)) {
 		return &Ref{Path: p, lock: ref}, nil
+	}
+	if readOnly != nil {
+		ref.Unlock()
+		return nil, c.readOnlyError("runc-"+short(digest), readOnly)
 	}
 	wl, err := c.writeLock()
 	if err != nil {
@@ -166,7 +343,7 @@ func (c *Cache) Runc(data []byte, digest string) (*Ref, error) {
 	if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Size() == int64(len(data)) {
 		return &Ref{Path: p, lock: ref}, nil
 	}
-	if err := writeRunc(p, data, digest); err != nil {
+	if err := c.writeRunc(p, data, digest); err != nil {
 		ref.Unlock()
 		// As in Rootfs: leave no lock file for a binary that does not
 		// exist, unless another process is waiting on it.
@@ -179,14 +356,15 @@ func (c *Cache) Runc(data []byte, digest string) (*Ref, error) {
 	return &Ref{Path: p, Extracted: true, lock: ref}, nil
 }
 
-func writeRunc(p string, data []byte, digest string) error {
+func (c *Cache) writeRunc(p string, data []byte, digest string) error {
 	sum := sha256.Sum256(data)
 	if got := hex.EncodeToString(sum[:]); got != digest {
 		return &DigestMismatchError{Name: "embedded runc", Expected: digest, Actual: got}
 	}
+	const op = "writing runc into"
 	f, err := os.CreateTemp(filepath.Dir(p), ".tmp-runc-")
 	if err != nil {
-		return err
+		return c.writeError(op, unwrapPath(err))
 	}
 	defer os.Remove(f.Name()) // a no-op once renamed
 	_, err = io.Copy(f, bytes.NewReader(data))
@@ -202,17 +380,43 @@ func writeRunc(p string, data []byte, digest string) error {
 	if err == nil {
 		err = os.Rename(f.Name(), p)
 	}
+	if err == nil {
+		// The rename itself must survive a power loss before anything
+		// relies on the binary.
+		if err = syncDir(filepath.Dir(p)); err != nil {
+			os.Remove(p)
+		}
+	}
 	if err != nil {
-		return fmt.Errorf("writing runc into the cache: %w", err)
+		return c.writeError(op, unwrapPath(err))
 	}
 	return nil
 }
 
-// Key returns the cache key an archive with this digest is extracted under.
-func (c *Cache) Key(digest string) string {
-	if c.Owner != nil {
-		return fmt.Sprintf("%s-%d.%d", digest, c.Owner.UID, c.Owner.GID)
+// syncFS flushes the filesystem that holds dir; syncDir flushes dir's own
+// entries. Tests replace them to see when they are called.
+var (
+	syncFS = func(dir string) error {
+		f, err := os.Open(dir)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		return unix.Syncfs(int(f.Fd()))
 	}
+	syncDir = func(dir string) error {
+		f, err := os.Open(dir)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		return f.Sync()
+	}
+)
+
+// Key returns the cache key an archive with this digest is extracted under:
+// the digest itself.
+func (c *Cache) Key(digest string) string {
 	return digest
 }
 
@@ -222,17 +426,22 @@ func (c *Cache) Key(digest string) string {
 // digest and renamed into place, all under the cache's write lock, so that
 // processes starting together extract it once.
 func (c *Cache) Rootfs(a *Archive) (*Ref, error) {
-	if err := c.init(); err != nil {
+	readOnly, err := c.init()
+	if err != nil {
 		return nil, err
 	}
 	key := c.Key(a.Digest)
 	final := filepath.Join(c.Dir, "rootfs", key)
-	ref, err := lockFile(final+".lock", unix.LOCK_SH)
+	ref, err := c.useLock(final+".lock", readOnly)
 	if err != nil {
-		return nil, &CacheError{Dir: c.Dir, Err: unwrapPath(err)}
+		return nil, err
 	}
 	if fi, err := os.Stat(final); err == nil && fi.IsDir() {
 		return &Ref{Path: final, lock: ref}, nil
+	}
+	if readOnly != nil {
+		ref.Unlock()
+		return nil, c.readOnlyError("rootfs/"+short(key), readOnly)
 	}
 	wl, err := c.writeLock()
 	if err != nil {
@@ -260,9 +469,10 @@ func (c *Cache) Rootfs(a *Archive) (*Ref, error) {
 }
 
 func (c *Cache) extractInto(a *Archive, final string) error {
+	op := "extracting " + a.Name + " into"
 	tmp, err := os.MkdirTemp(filepath.Dir(final), ".tmp-"+short(a.Digest)+"-")
 	if err != nil {
-		return &CacheError{Dir: c.Dir, Err: unwrapPath(err)}
+		return c.writeError(op, unwrapPath(err))
 	}
 	ok := false
 	defer func() {
@@ -278,22 +488,35 @@ func (c *Cache) extractInto(a *Archive, final string) error {
 
 	start := time.Now()
 	h := sha256.New()
-	stats, err := extract(io.TeeReader(rc, h), tmp, extractOptions{
-		Owner:     c.Owner,
+	opts := extractOptions{
 		DropSetID: c.DropSetID,
 		Progress: func(done int64) {
 			c.Log.Info("extracting rootfs", "archive", a.Name, "bytesDone", done, "bytesTotal", a.Size)
 		},
-	})
+	}
+	if c.RootOwned {
+		opts.Owner = &Owner{UID: 0, GID: 0}
+		opts.NoSharedWrite = true
+	}
+	stats, err := extract(io.TeeReader(rc, h), tmp, opts)
 	if err != nil {
-		if errors.Is(err, ErrNotArchive) {
-			return fmt.Errorf("%s: %w (pass a .tar or .tar.zst file, or a directory)", a.Name, err)
-		}
 		var unsafe *UnsafeEntryError
-		if errors.As(err, &unsafe) {
+		var read *readError
+		var errno syscall.Errno
+		switch {
+		case errors.Is(err, ErrNotArchive):
+			return fmt.Errorf("%s: %w (pass a .tar or .tar.zst file, or a directory)", a.Name, err)
+		case errors.As(err, &unsafe):
+			return fmt.Errorf("%s: %w", a.Name, err)
+		case errors.As(err, &read):
+			return fmt.Errorf("extracting %s: %w (the archive is truncated or corrupt)", a.Name, err)
+		case errors.As(err, &errno):
+			// Writing the tree failed: the cache's filesystem is at
+			// fault, not the archive.
+			return c.writeError(op, err)
+		default:
 			return fmt.Errorf("%s: %w", a.Name, err)
 		}
-		return fmt.Errorf("extracting %s: %w (the archive is truncated or corrupt)", a.Name, err)
 	}
 	// Hash what the tar reader did not need (trailing padding).
 	if _, err := io.Copy(h, rc); err != nil {
@@ -302,8 +525,20 @@ func (c *Cache) extractInto(a *Archive, final string) error {
 	if got := hex.EncodeToString(h.Sum(nil)); got != a.Digest {
 		return &DigestMismatchError{Name: a.Name, Expected: a.Digest, Actual: got}
 	}
+	// A warm start trusts a tree under its final name without looking
+	// inside, so the tree must be on disk before it gets that name, and
+	// the name must be on disk before anything relies on it: after a power
+	// loss, either the whole tree is there or no tree is.
+	if err := syncFS(tmp); err != nil {
+		return c.writeError(op, err)
+	}
 	if err := os.Rename(tmp, final); err != nil {
-		return err
+		return c.writeError(op, err)
+	}
+	if err := syncDir(filepath.Dir(final)); err != nil {
+		// Not known to be durable: unpublish it for the deferred removal.
+		os.Rename(final, tmp)
+		return c.writeError(op, err)
 	}
 	ok = true
 	c.Log.Info("rootfs extracted", "archive", a.Name, "digest", short(a.Digest),
@@ -329,7 +564,14 @@ func (c *Cache) removeTemps() {
 
 // Prune removes the runc binaries and rootfs trees that no process uses,
 // keeping those named in keep (paths returned in Refs).
+//
+// A cache this process cannot write into is left alone.
 func (c *Cache) Prune(keep ...string) error {
+	if fi, err := os.Stat(c.Dir); err == nil && fi.IsDir() {
+		if readOnly, err := writable(c.Dir); err == nil && readOnly != nil {
+			return nil
+		}
+	}
 	wl, err := c.writeLock()
 	if err != nil {
 		return err

@@ -120,30 +120,159 @@ func TestRootfsExtractsOnce(t *testing.T) {
 	}
 }
 
-func TestRootfsKeyWithOwner(t *testing.T) {
+func TestRootfsRootOwned(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("extracting for another owner needs root")
+		t.Skip("a root-owned cache needs root")
 	}
 	c := newCache(t)
-	c.Owner = &Owner{UID: 54321, GID: 54322}
-	a, _ := memArchive("good", makeTarZst(t, goodArchive()...))
+	c.RootOwned = true
+	entries := append(goodArchive(),
+		tDir("shared/", 0o1777),
+		tDir("group/", 0o2775),
+		tFile("shared/everyone", "x", 0o666),
+	)
+	a, _ := memArchive("good", makeTarZst(t, entries...))
 	ref, err := c.Rootfs(a)
 	if err != nil {
 		t.Fatalf("Rootfs: %v", err)
 	}
 	defer closeRef(t, ref)
-	if want := filepath.Join(c.Dir, "rootfs", a.Digest+"-54321.54322"); ref.Path != want {
+	// The key does not depend on the uid container root maps to.
+	if want := filepath.Join(c.Dir, "rootfs", a.Digest); ref.Path != want {
 		t.Errorf("Path = %s, want %s", ref.Path, want)
 	}
-	st := lstat(t, filepath.Join(ref.Path, "etc/hostname")).Sys().(*syscall.Stat_t)
-	if st.Uid != 54321 || st.Gid != 54322 {
-		t.Errorf("etc/hostname owned by %d:%d, want 54321:54322", st.Uid, st.Gid)
+	data := []byte("runc")
+	rref, err := c.Runc(data, sha256Hex(data))
+	if err != nil {
+		t.Fatalf("Runc: %v", err)
 	}
-	// The owner must be able to reach its tree.
+	defer closeRef(t, rref)
+	// Nothing is writable by any uid but root.
+	err = filepath.WalkDir(c.Dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi := lstat(t, p)
+		st := fi.Sys().(*syscall.Stat_t)
+		if st.Uid != 0 || st.Gid != 0 {
+			t.Errorf("%s: owned by %d:%d, want 0:0", p, st.Uid, st.Gid)
+		}
+		if fi.Mode()&fs.ModeSymlink == 0 && fi.Mode().Perm()&0o022 != 0 {
+			t.Errorf("%s: mode %v, writable by group or others", p, fi.Mode())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := lstat(t, filepath.Join(ref.Path, "shared")).Mode(); got != fs.ModeDir|fs.ModeSticky|0o755 {
+		t.Errorf("shared: mode %v, want dtrwxr-xr-x", got)
+	}
+	// The uid container root maps to must be able to reach its tree.
 	for _, d := range []string{c.Dir, filepath.Join(c.Dir, "rootfs")} {
 		if got := lstat(t, d).Mode(); got != fs.ModeDir|0o711 {
 			t.Errorf("%s: mode %v, want drwx--x--x", d, got)
 		}
+	}
+}
+
+// TestRootOwnedRefusesSharedDirs checks that root uses no cache another uid
+// could change: that uid could swap runc or the rootfs under root's feet.
+func TestRootOwnedRefusesSharedDirs(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("a root-owned cache needs root")
+	}
+	data := []byte("runc")
+	for _, tc := range []struct {
+		name  string
+		setup func(t *testing.T, base string) string // returns the cache dir
+		want  string
+	}{
+		{"cache dir owned by another uid", func(t *testing.T, base string) string {
+			d := filepath.Join(base, "cache")
+			mustMkdir(t, d, 0o711)
+			mustChown(t, d, 65534)
+			return d
+		}, "owned by uid 65534"},
+		{"cache dir writable by others", func(t *testing.T, base string) string {
+			d := filepath.Join(base, "cache")
+			mustMkdir(t, d, 0o711)
+			if err := os.Chmod(d, 0o777); err != nil {
+				t.Fatal(err)
+			}
+			return d
+		}, "mode 0777"},
+		{"rootfs dir owned by another uid", func(t *testing.T, base string) string {
+			d := filepath.Join(base, "cache")
+			mustMkdir(t, d, 0o711)
+			mustMkdir(t, filepath.Join(d, "rootfs"), 0o711)
+			mustChown(t, filepath.Join(d, "rootfs"), 65534)
+			return d
+		}, "owned by uid 65534"},
+		{"parent owned by another uid", func(t *testing.T, base string) string {
+			p := filepath.Join(base, "user")
+			mustMkdir(t, p, 0o755)
+			mustChown(t, p, 65534)
+			return filepath.Join(p, "cache")
+		}, "owned by uid 65534"},
+		{"parent writable by others, not sticky", func(t *testing.T, base string) string {
+			p := filepath.Join(base, "open")
+			mustMkdir(t, p, 0o755)
+			if err := os.Chmod(p, 0o777); err != nil {
+				t.Fatal(err)
+			}
+			return filepath.Join(p, "cache")
+		}, "mode 0777"},
+		{"symlink owned by another uid", func(t *testing.T, base string) string {
+			real := filepath.Join(base, "real")
+			mustMkdir(t, real, 0o711)
+			link := filepath.Join(base, "link")
+			if err := os.Symlink(real, link); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Lchown(link, 65534, 65534); err != nil {
+				t.Fatal(err)
+			}
+			return link
+		}, "owned by uid 65534"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			base := t.TempDir()
+			c := &Cache{Dir: tc.setup(t, base), RootOwned: true, Log: logr.Discard(), DropSetID: true}
+			_, err := c.Runc(data, sha256Hex(data))
+			var ce *CacheError
+			if !errors.As(err, &ce) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "--cache-dir") {
+				t.Fatalf("Runc: %v, want a CacheError saying %q and naming --cache-dir", err, tc.want)
+			}
+			assertNotExist(t, filepath.Join(c.Dir, "runc-"+sha256Hex(data)))
+		})
+	}
+	// A sticky directory above the cache, as /tmp is, is fine.
+	base := t.TempDir()
+	sticky := filepath.Join(base, "sticky")
+	mustMkdir(t, sticky, 0o755)
+	if err := os.Chmod(sticky, os.ModeSticky|0o777); err != nil {
+		t.Fatal(err)
+	}
+	c := &Cache{Dir: filepath.Join(sticky, "cache"), RootOwned: true, Log: logr.Discard(), DropSetID: true}
+	ref, err := c.Runc(data, sha256Hex(data))
+	if err != nil {
+		t.Fatalf("Runc under a sticky directory: %v", err)
+	}
+	closeRef(t, ref)
+}
+
+func mustMkdir(t *testing.T, d string, mode os.FileMode) {
+	t.Helper()
+	if err := os.Mkdir(d, mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustChown(t *testing.T, p string, id int) {
+	t.Helper()
+	if err := os.Chown(p, id, id); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -517,6 +646,14 @@ func TestCacheDirNotUsable(t *testing.T) {
 			}
 			for _, call := range calls {
 				err := call.call()
+				if tc.needUser && call.name == "Prune" {
+					// A cache this process cannot write into is left
+					// alone: there is nothing to prune.
+					if err != nil {
+						t.Errorf("Prune of a read-only cache: %v, want nil", err)
+					}
+					continue
+				}
 				var ce *CacheError
 				if !errors.As(err, &ce) {
 					t.Errorf("%s: got %v (%T), want *CacheError", call.name, err, err)

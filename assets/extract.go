@@ -42,13 +42,36 @@ func (e *UnsafeEntryError) Error() string {
 // ErrNotArchive is returned for input that is neither a tar nor a zstd stream.
 var ErrNotArchive = errors.New("not a tar or tar.zst archive")
 
+// readError is an error reading or decoding the archive: the archive is
+// truncated or corrupt, as opposed to an error writing the tree, which is
+// the cache's filesystem's.
+type readError struct{ err error }
+
+func (e *readError) Error() string { return e.err.Error() }
+
+func (e *readError) Unwrap() error { return e.err }
+
+// archiveReader marks the errors of reading an entry's content as
+// readErrors; io.EOF is passed as is.
+type archiveReader struct{ r io.Reader }
+
+func (a archiveReader) Read(p []byte) (int, error) {
+	n, err := a.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = &readError{err}
+	}
+	return n, err
+}
+
 // extractOptions tune extract.
 type extractOptions struct {
-	// Owner, when set, is given every entry (used when mrtd runs as root and
-	// the containers' root is an unprivileged host uid).
+	// Owner, when set, is given every entry (0:0 when mrtd runs as root).
 	Owner *Owner
 	// DropSetID clears setuid and setgid bits.
 	DropSetID bool
+	// NoSharedWrite clears the group and other write bits, so that only
+	// the owner may change the tree.
+	NoSharedWrite bool
 	// Progress, when set, is called about once a second once extraction has
 	// taken longer than a second, with the compressed bytes consumed so far.
 	Progress func(done int64)
@@ -150,6 +173,9 @@ func extract(r io.Reader, root string, opts extractOptions) (extractStats, error
 	counted := &countingReader{r: r}
 	tarStream, closeFn, err := decompress(counted)
 	if err != nil {
+		if !errors.Is(err, ErrNotArchive) {
+			err = &readError{err}
+		}
 		return x.stats, err
 	}
 	defer closeFn()
@@ -163,9 +189,9 @@ func extract(r io.Reader, root string, opts extractOptions) (extractStats, error
 			break
 		}
 		if err != nil {
-			return x.stats, fmt.Errorf("reading archive: %w", err)
+			return x.stats, &readError{fmt.Errorf("reading archive: %w", err)}
 		}
-		if err := x.entry(hdr, tr); err != nil {
+		if err := x.entry(hdr, archiveReader{tr}); err != nil {
 			return x.stats, err
 		}
 		if opts.Progress != nil {
@@ -178,7 +204,7 @@ func extract(r io.Reader, root string, opts extractOptions) (extractStats, error
 	// Read the compressed stream to its end: a zstd frame's checksum is
 	// only verified once the decoder reaches it.
 	if _, err := io.Copy(io.Discard, tarStream); err != nil {
-		return x.stats, fmt.Errorf("reading archive: %w", err)
+		return x.stats, &readError{fmt.Errorf("reading archive: %w", err)}
 	}
 	if err := x.mountPoints(); err != nil {
 		return x.stats, err
@@ -254,6 +280,9 @@ func (x *extractor) mode(hdr *tar.Header) os.FileMode {
 	if hdr.Mode&01000 != 0 {
 		m |= os.ModeSticky
 	}
+	if x.opts.NoSharedWrite {
+		m &^= 0o022
+	}
 	return m
 }
 
@@ -304,7 +333,7 @@ func (x *extractor) file(name string, hdr *tar.Header, r io.Reader) error {
 	}
 	n, err := io.CopyBuffer(fileWriter{f}, r, x.buf)
 	if err == nil && n != hdr.Size {
-		err = io.ErrUnexpectedEOF
+		err = &readError{io.ErrUnexpectedEOF}
 	}
 	if err == nil && x.opts.Owner != nil {
 		err = f.Chown(x.opts.Owner.UID, x.opts.Owner.GID)
@@ -320,6 +349,15 @@ func (x *extractor) file(name string, hdr *tar.Header, r io.Reader) error {
 		err = setTimes(p, hdr.ModTime)
 	}
 	if err != nil {
+		var re *readError
+		if errors.As(err, &re) {
+			return &readError{fmt.Errorf("reading %s: %w", hdr.Name, re.err)}
+		}
+		// The entry's name says where; the temporary path would not.
+		var pe *os.PathError
+		if errors.As(err, &pe) && pe.Path == p {
+			err = pe.Err
+		}
 		return fmt.Errorf("writing %s: %w", hdr.Name, err)
 	}
 	x.files[name] = tar.TypeReg

@@ -20,8 +20,19 @@ type fileLock struct {
 // taken on a file that was unlinked meanwhile guards nothing, so the lock is
 // retried until the locked file is the one at path.
 func lockFile(path string, how int) (*fileLock, error) {
+	return openLock(path, os.O_RDWR|os.O_CREATE, how)
+}
+
+// lockFileReadOnly locks path as lockFile does, but opens it read-only and
+// never creates it: for a cache this process cannot write into. flock(2)
+// needs no write access.
+func lockFileReadOnly(path string, how int) (*fileLock, error) {
+	return openLock(path, os.O_RDONLY, how)
+}
+
+func openLock(path string, flag, how int) (*fileLock, error) {
 	for {
-		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+		f, err := os.OpenFile(path, flag|unix.O_CLOEXEC, 0o600)
 		if err != nil {
 			return nil, err
 		}

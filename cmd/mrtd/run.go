@@ -117,7 +117,11 @@ func prepare(cfg config.Config, log logr.Logger) (*prepared, error) {
 		Log:       log.WithName("assets"),
 	}
 	if !rootless {
-		cache.Owner = &assets.Owner{UID: cfg.HostUID, GID: cfg.HostGID}
+		// Root's containers run what the cache holds, so no host uid but
+		// root may change it, not even the unprivileged one container root
+		// maps to: that uid sees the tree as owned by the overflow uid, and
+		// reads and runs it through its "other" permission bits.
+		cache.RootOwned = true
 	}
 	p := &prepared{cache: cache, runc: cfg.Runc, runcVersion: "external", rootfsDigest: "dir"}
 
