@@ -61,12 +61,12 @@ func runningNote(st *settings, wait time.Duration) string {
 		}
 		var live []string
 		for k := range liveKeys {
-			if k != "config" {
+			if k != "config" && k != "workers" {
 				live = append(live, k)
 			}
 		}
 		sort.Strings(live)
-		return fmt.Sprintf("# the running mrtd (instance %s) runs %d workers; the settings below are a fresh parse, not what it runs: it applies them on reload (SIGHUP: %s) or restart (the rest)",
+		return fmt.Sprintf("# the running mrtd (instance %s) runs %d workers; the settings below are a fresh parse, not what it runs: it applies them on reload (SIGHUP: %s, and workers when it changed since the last load) or restart (the rest)",
 			a.resp.Instance, a.resp.Desired, strings.Join(live, ", "))
 	case <-timer.C:
 		return fmt.Sprintf("# a process at %s did not answer within %v; the settings below are a fresh parse, not necessarily what a running mrtd runs", path, wait)
