@@ -1,4 +1,5 @@
-// Package config holds mrtd's configuration: the Config struct, its
-// defaults, and Validate. It parses no flags and does no I/O beyond stat'ing
-// the paths it is given.
+// Package config holds mrtd's configuration: the Config and Pool structs,
+// their defaults, Validate, and the TOML config file. It parses no flags;
+// its I/O is reading the files it is given (the config file, an env file,
+// the passwd file) and stat'ing paths.
 package config
