@@ -200,7 +200,7 @@ func TestInstanceMakesHostnames(t *testing.T) {
 	// The longest instance with the largest worker index is still a host
 	// name sethostname accepts.
 	name := strings.Repeat("i", MaxInstance) + "-" + strconv.Itoa(MaxWorkers-1)
-	if !validHostname(name) || len(name) > MaxHostname {
+	if !validHostname(name) || len(name) != maxLabel {
 		t.Fatalf("%q (%d bytes) is not a valid host name", name, len(name))
 	}
 }

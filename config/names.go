@@ -14,9 +14,9 @@ const MaxHostname = 64
 const maxLabel = 63
 
 // MaxInstance is the longest --instance: a worker's id and host name is
-// <instance>-<index>, and with the largest index (MaxWorkers-1) that must
-// still be one host-name label.
-var MaxInstance = maxLabel - len("-") - len(strconv.Itoa(MaxWorkers-1))
+// <instance>-<index>, and with the largest index (MaxWorkers-1, three
+// digits) that must still be one host-name label of at most 63 bytes.
+const MaxInstance = maxLabel - len("-511")
 
 // checkInstance accepts a name that starts with a letter or digit, then
 // letters, digits, - and _, at most MaxInstance bytes. A leading - would

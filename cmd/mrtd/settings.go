@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,7 +39,7 @@ func daemonFlags(s *settings, lists map[string]*stringList) *flag.FlagSet {
 	containerFlags(fs, &s.cfg, env)
 	pc := &s.pool
 	fs.IntVar(&pc.Workers, "workers", pc.Workers, fmt.Sprintf("how many worker containers to keep running (1 to %d)", config.MaxWorkers))
-	fs.StringVar(&pc.Instance, "instance", pc.Instance, "`name` of this pool: containers are <name>-<index>; two instances can share a runtime dir")
+	fs.StringVar(&pc.Instance, "instance", pc.Instance, "`name` of this pool: a letter or digit, then letters, digits, - and _, at most "+strconv.Itoa(config.MaxInstance)+" in all; containers and their host names are <name>-<index>; two instances can share a runtime dir")
 	fs.Var(mounts, "mount", "bind-mount host `SRC[:DST[:ro]]` into every worker (repeatable; DST defaults to SRC and must exist in the rootfs)")
 	fs.StringVar(&pc.EnvFile, "env-file", pc.EnvFile, "read KEY=VALUE lines from `FILE` (before --env)")
 	fs.StringVar(&pc.Restart, "restart", pc.Restart, "`always` restart workers, or only on-failure (non-zero exit or signal)")
