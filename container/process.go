@@ -27,11 +27,13 @@ func UseReaper(r *reaper.Reaper) {
 }
 
 // Output receives each line a container prints on stream ("stdout" or
-// "stderr"), without its newline. line is only valid during the call.
-type Output func(stream string, line []byte)
+// "stderr"), without its newline. line is only valid during the call. A
+// line longer than MaxLine comes in pieces of MaxLine bytes: every piece but
+// the last has partial set, as docker's CONTAINER_PARTIAL_MESSAGE.
+type Output func(stream string, line []byte, partial bool)
 
-// maxLine is the longest line passed to Output; longer ones are split.
-const maxLine = 64 << 10
+// MaxLine is the longest piece of a line passed to Output.
+const MaxLine = 64 << 10
 
 // Process is a detached container. Its init is a child of this process
 // (a subreaper), whose exit Exited delivers.
@@ -194,32 +196,50 @@ func (rt *Runtime) RemoveStale(ctx context.Context, prefix string) ([]string, er
 		if err := c.Delete(ctx, id, &runc.DeleteOpts{Force: true}); err != nil {
 			return removed, fmt.Errorf("removing container %s left by an earlier mrtd: %w", id, err)
 		}
-		os.RemoveAll(filepath.Join(rt.bundlesDir(), id))
+		os.RemoveAll(filepath.Join(rt.BundlesDir(), id))
 		removed = append(removed, id)
 	}
 	// Bundles whose container never started.
-	bents, _ := os.ReadDir(rt.bundlesDir())
+	bents, _ := os.ReadDir(rt.BundlesDir())
 	for _, e := range bents {
 		if strings.HasPrefix(e.Name(), prefix) {
-			os.RemoveAll(filepath.Join(rt.bundlesDir(), e.Name()))
+			os.RemoveAll(filepath.Join(rt.BundlesDir(), e.Name()))
 		}
 	}
 	return removed, nil
 }
 
-// readLines passes each line of r to out. On stderr, the line runc prints
-// about its own failure is dropped: the failure is reported from runc's log.
+// readLines passes each line of r to out, in pieces of at most MaxLine
+// bytes. On stderr, the line runc prints about its own failure is dropped:
+// the failure is reported from runc's log.
 func readLines(r io.Reader, stream, logFile string, out Output) {
-	br := bufio.NewReaderSize(r, maxLine)
+	br := bufio.NewReaderSize(r, MaxLine)
+	continued := false // the previous piece was partial
 	for {
 		line, err := br.ReadSlice('\n')
-		if len(line) > 0 {
-			line = bytes.TrimSuffix(line, []byte("\n"))
-			if stream != "stderr" || !isRuncFailure(line, logFile) {
-				out(stream, line)
+		partial := errors.Is(err, bufio.ErrBufferFull)
+		if partial {
+			// A full buffer followed by the newline is a whole line's
+			// last piece, not a partial one before an empty piece. Peek
+			// may refill the buffer line points into: copy it first.
+			line = append([]byte(nil), line...)
+			next, perr := br.Peek(1)
+			switch {
+			case perr != nil: // the stream ends with this piece
+				partial, err = false, perr
+			case next[0] == '\n':
+				br.ReadByte()
+				partial, err = false, nil
 			}
 		}
-		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+		line = bytes.TrimSuffix(line, []byte("\n"))
+		if len(line) > 0 || !continued && err == nil {
+			if continued || partial || stream != "stderr" || !isRuncFailure(line, logFile) {
+				out(stream, line, partial)
+			}
+		}
+		continued = partial
+		if err != nil && !partial {
 			return
 		}
 	}

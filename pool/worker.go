@@ -88,8 +88,13 @@ func (w *worker) stop(proc *container.Process) reaper.Exit {
 	return <-proc.Exited()
 }
 
-// output logs one line the container printed.
-func (w *worker) output(stream string, line []byte) {
+// output logs one line the container printed, or one piece of a long line:
+// "partial": true on every piece but the last.
+func (w *worker) output(stream string, line []byte, partial bool) {
+	if partial {
+		w.log.Info("output", "worker", w.index, "containerId", w.id, "stream", stream, "line", string(line), "partial", true)
+		return
+	}
 	w.log.Info("output", "worker", w.index, "containerId", w.id, "stream", stream, "line", string(line))
 }
 

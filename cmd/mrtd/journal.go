@@ -135,6 +135,9 @@ func journalKey(k string) string {
 		return "CONTAINER_ID"
 	case "instance":
 		return "MRTD_INSTANCE"
+	case "partial":
+		// As docker's journald driver marks the pieces of a split line.
+		return "CONTAINER_PARTIAL_MESSAGE"
 	}
 	var b strings.Builder
 	b.WriteString("MRTD_")

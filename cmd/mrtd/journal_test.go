@@ -45,6 +45,7 @@ func TestJournalEncoding(t *testing.T) {
 	for in, want := range map[string]string{
 		"worker": "MRTD_WORKER", "containerId": "CONTAINER_ID", "instance": "MRTD_INSTANCE",
 		"restarts": "MRTD_RESTARTS", "stopTimeout": "MRTD_STOP_TIMEOUT", "a-b": "MRTD_A_B",
+		"partial": "CONTAINER_PARTIAL_MESSAGE",
 	} {
 		if got := journalKey(in); got != want {
 			t.Errorf("journalKey(%q) = %q, want %q", in, got, want)
