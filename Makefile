@@ -72,9 +72,13 @@ $(EMBEDDED)/rootfs.tar.zst: $(BUILD)/rootfs.tar.zst
 	cp $< $@
 	cp $<.sha256 $@.sha256
 
+# mrtd's version: the git description of the checkout (GOFLAGS has
+# -buildvcs=false, so the build info carries none).
+MRTD_VERSION := $(or $(shell git describe --tags --always --dirty 2>/dev/null),unknown)
+
 bin/mrtd: $(GO_SOURCES) $(EMBEDDED)/runc $(EMBEDDED)/rootfs.tar.zst
 	@mkdir -p bin
-	CGO_ENABLED=0 $(GO) build -trimpath -tags mrtd_assets -ldflags "-s -w" -o $@ ./cmd/mrtd
+	CGO_ENABLED=0 $(GO) build -trimpath -tags mrtd_assets -ldflags "-s -w -X main.version=$(MRTD_VERSION)" -o $@ ./cmd/mrtd
 
 fmt-check:
 	@out=$$(gofmt -l $(GO_FILES)); \

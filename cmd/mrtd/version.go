@@ -4,12 +4,30 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
+	"runtime/debug"
 
 	"github.com/mrt-project/mrt/assets"
 )
 
+// version is set by make: -ldflags "-X main.version=$(git describe ...)".
+var version string
+
+// mrtdVersion is mrtd's own version: what make set, else the module's
+// version from the build info (a `go install` of a tagged release), else
+// "devel".
+func mrtdVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
+}
+
 func versionCommand(stdout, stderr io.Writer) int {
-	fmt.Fprintln(stdout, "mrtd")
+	fmt.Fprintf(stdout, "mrtd %s (%s)\n", mrtdVersion(), runtime.Version())
 	emb, err := assets.Builtin()
 	if errors.Is(err, assets.ErrNotEmbedded) {
 		fmt.Fprintln(stdout, "assets: none (built without embedded runc and rootfs)")
