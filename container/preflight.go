@@ -1,12 +1,15 @@
 package container
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // UserNamespaceError says why user namespaces cannot be created and how to
@@ -67,15 +70,7 @@ func CheckReachable(dir string, uid, gid uint32) error {
 		if err := syscall.Stat(p, &st); err != nil {
 			return err
 		}
-		var ok bool
-		switch {
-		case st.Uid == uid:
-			ok = st.Mode&0o100 != 0
-		case st.Gid == gid:
-			ok = st.Mode&0o010 != 0
-		default:
-			ok = st.Mode&0o001 != 0
-		}
+		ok := permits(&st, uid, gid, 0o1)
 		if !ok {
 			return fmt.Errorf("%s is not reachable by uid %d, the containers' root, because %s is mode %04o: use a --cache-dir or --rootfs outside it (for example under /var/cache)", dir, uid, p, st.Mode&0o7777)
 		}
@@ -83,5 +78,64 @@ func CheckReachable(dir string, uid, gid uint32) error {
 			return nil
 		}
 		p = filepath.Dir(p)
+	}
+}
+
+// CheckRecursiveReadOnly reports an error when the kernel lacks
+// mount_setattr(2) (Linux 5.12): read-only mounts are made read-only all the
+// way down with it (runc's rro), and without it every mount under a
+// read-only bind would stay writable.
+func CheckRecursiveReadOnly() error {
+	err := unix.MountSetattr(-1, "", unix.AT_EMPTY_PATH, &unix.MountAttr{})
+	if errors.Is(err, unix.ENOSYS) {
+		var u unix.Utsname
+		unix.Uname(&u)
+		return fmt.Errorf("this kernel (%s) lacks mount_setattr, which mrtd needs to make read-only mounts read-only recursively: use Linux 5.12 or later", unix.ByteSliceToString(u.Release[:]))
+	}
+	return nil
+}
+
+// CheckReadable reports an error when a process with uid and gid (no
+// capabilities, no supplementary groups) cannot read p: search permission on
+// every parent directory, read (and search, for a directory) on p itself.
+// mrtd run by root uses it for the unprivileged uid container root maps to.
+// ACLs are not consulted.
+func CheckReadable(p string, uid, gid uint32) error {
+	p = filepath.Clean(p)
+	var st syscall.Stat_t
+	if err := syscall.Stat(p, &st); err != nil {
+		return err
+	}
+	need := uint32(0o4)
+	if st.Mode&syscall.S_IFMT == syscall.S_IFDIR {
+		need |= 0o1
+	}
+	if !permits(&st, uid, gid, need) {
+		return fmt.Errorf("uid %d cannot read %s (mode %04o, owner %d:%d)", uid, p, st.Mode&0o7777, st.Uid, st.Gid)
+	}
+	for d := filepath.Dir(p); ; d = filepath.Dir(d) {
+		if err := syscall.Stat(d, &st); err != nil {
+			return err
+		}
+		if !permits(&st, uid, gid, 0o1) {
+			return fmt.Errorf("uid %d cannot reach %s: %s is mode %04o, owner %d:%d", uid, p, d, st.Mode&0o7777, st.Uid, st.Gid)
+		}
+		if d == "/" {
+			return nil
+		}
+	}
+}
+
+// permits applies the owner, group or other bits of st (need is an rwx
+// triple, 0o4 for read) as the kernel does for a process without
+// capabilities.
+func permits(st *syscall.Stat_t, uid, gid, need uint32) bool {
+	switch {
+	case st.Uid == uid:
+		return (st.Mode>>6)&need == need
+	case st.Gid == gid:
+		return (st.Mode>>3)&need == need
+	default:
+		return st.Mode&need == need
 	}
 }

@@ -52,7 +52,8 @@ func (rt *Runtime) cgroupsPath(id string) string {
 // StateDir is runc's --root.
 func (rt *Runtime) StateDir() string { return filepath.Join(rt.Dir, "runc") }
 
-func (rt *Runtime) bundlesDir() string { return filepath.Join(rt.Dir, "bundles") }
+// BundlesDir holds one bundle directory per container.
+func (rt *Runtime) BundlesDir() string { return filepath.Join(rt.Dir, "bundles") }
 
 // client returns a go-runc client. Runs log to runc.log in their bundle,
 // where startError reads them; with bundle "" (deletes, which may find the
@@ -85,7 +86,7 @@ func (e *RuntimeDirError) Unwrap() error { return e.Err }
 // Init creates the runtime directory and removes the bundles, and the
 // containers, that processes which died left behind.
 func (rt *Runtime) Init(ctx context.Context) error {
-	for _, d := range []string{rt.Dir, rt.StateDir(), rt.bundlesDir()} {
+	for _, d := range []string{rt.Dir, rt.StateDir(), rt.BundlesDir()} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return &RuntimeDirError{Dir: rt.Dir, Err: errors.Unwrap(err)}
 		}
@@ -93,12 +94,12 @@ func (rt *Runtime) Init(ctx context.Context) error {
 	if err := unix.Access(rt.Dir, unix.W_OK|unix.X_OK); err != nil {
 		return &RuntimeDirError{Dir: rt.Dir, Err: err}
 	}
-	ents, err := os.ReadDir(rt.bundlesDir())
+	ents, err := os.ReadDir(rt.BundlesDir())
 	if err != nil {
 		return &RuntimeDirError{Dir: rt.Dir, Err: err}
 	}
 	for _, e := range ents {
-		b, err := lockBundle(filepath.Join(rt.bundlesDir(), e.Name()), unix.LOCK_EX|unix.LOCK_NB)
+		b, err := lockBundle(filepath.Join(rt.BundlesDir(), e.Name()), unix.LOCK_EX|unix.LOCK_NB)
 		if err != nil {
 			continue // alive, or not a bundle
 		}
@@ -129,7 +130,7 @@ func lockBundle(dir string, how int) (*bundle, error) {
 
 // writeBundle writes the bundle for id and returns it locked.
 func (rt *Runtime) writeBundle(id string, s *specs.Spec) (*bundle, error) {
-	dir := filepath.Join(rt.bundlesDir(), id)
+	dir := filepath.Join(rt.BundlesDir(), id)
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating bundle: %w", err)
 	}
@@ -212,8 +213,8 @@ func (e *StartError) CannotExecute() bool {
 }
 
 // Run runs a container in the foreground until it exits and returns its exit
-// status (128+N when killed by signal N). Signals received on sigs are
-// forwarded to it. The container and its bundle are removed before Run
+// status (128+N when killed by signal N). The first signal received on sigs
+// is forwarded to it; any later one kills it. The container and its bundle are removed before Run
 // returns.
 func (rt *Runtime) Run(ctx context.Context, id string, o Options, streams Stdio, sigs <-chan os.Signal) (int, error) {
 	o.CgroupsPath = rt.cgroupsPath(id)
@@ -249,7 +250,7 @@ func (rt *Runtime) Run(ctx context.Context, id string, o Options, streams Stdio,
 		status, err := c.Run(context.WithoutCancel(ctx), id, b.Dir, &runc.CreateOpts{IO: stdio{streams}, Started: started})
 		done <- result{status, err}
 	}()
-	pid := 0
+	pid, forwarded := 0, 0
 	for {
 		select {
 		case p, ok := <-started:
@@ -258,10 +259,23 @@ func (rt *Runtime) Run(ctx context.Context, id string, o Options, streams Stdio,
 			}
 			started = nil
 		case sig := <-sigs:
-			if pid > 0 {
-				if s, ok := sig.(syscall.Signal); ok {
-					unix.Kill(pid, s)
-				}
+			s, ok := sig.(syscall.Signal)
+			if pid <= 0 || !ok {
+				break
+			}
+			forwarded++
+			if forwarded == 1 {
+				// To runc, which forwards it to the container.
+				unix.Kill(pid, s)
+				break
+			}
+			// The first signal is the command's to handle; a second
+			// one kills it, as the pool does: a command that ignores
+			// SIGINT and SIGTERM can still be stopped. runc does not
+			// forward SIGKILL (nothing can catch it): ask runc to
+			// kill the container, and runc run then exits 137.
+			if err := rt.client("").Kill(context.WithoutCancel(ctx), id, int(unix.SIGKILL), nil); err != nil {
+				rt.Log.Error(err, "killing the container", "containerId", id)
 			}
 		case r := <-done:
 			if serr := rt.startError(id, logFile); serr != nil {

@@ -155,7 +155,11 @@ func Spec(id string, o Options) (*specs.Spec, error) {
 	for _, b := range o.Binds {
 		opts := []string{"rbind", "nosuid", "nodev"}
 		if b.ReadOnly {
-			opts = append(opts, "ro")
+			// ro alone makes only the top of the bind read-only: every
+			// mount under the source (a tmpfs on share/sub, the rootfs's
+			// own bind under a home directory) stays writable. rro is
+			// mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY), Linux 5.12.
+			opts = append(opts, "ro", "rro")
 		}
 		s.Mounts = append(s.Mounts, specs.Mount{Destination: b.Destination, Type: "bind", Source: b.Source, Options: opts})
 	}
@@ -194,7 +198,9 @@ func mounts(ownNetns bool) []specs.Mount {
 	} else {
 		// sysfs can only be mounted by the owner of the network namespace:
 		// with the host's network, bind the host's /sys read-only.
-		m = append(m, specs.Mount{Destination: "/sys", Type: "none", Source: "/sys", Options: []string{"rbind", "nosuid", "noexec", "nodev", "ro"}})
+		// Recursively (rro), so that no cgroup or other file system under
+		// /sys is writable either.
+		m = append(m, specs.Mount{Destination: "/sys", Type: "none", Source: "/sys", Options: []string{"rbind", "nosuid", "noexec", "nodev", "ro", "rro"}})
 	}
 	return append(m,
 		specs.Mount{Destination: "/tmp", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=1777"}},

@@ -8,9 +8,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"time"
 
@@ -73,6 +71,10 @@ func failDaemon(stderr io.Writer, err error) int {
 	}
 	return 1
 }
+
+// runtimeDirCheckInterval is how often the daemon checks that its runtime
+// dir is still there: a stat or two a second.
+const runtimeDirCheckInterval = time.Second
 
 // daemon runs the pool until SIGTERM or SIGINT.
 func daemon(ctx context.Context, st *settings, args []string, log logr.Logger) error {
@@ -239,13 +241,28 @@ func daemon(ctx context.Context, st *settings, args []string, log logr.Logger) e
 		return pl.Run(poolCtx)
 	})
 	g.Go(func() error {
+		// The runtime dir removed under the pool: stop the workers and
+		// exit 1, so that systemd starts a daemon that sets it up anew.
+		wctx, stopWatch := context.WithCancel(ctx)
+		go func() { <-poolDone; stopWatch() }()
+		if err := lock.watch(wctx, rt, runtimeDirCheckInterval); err != nil {
+			log.Error(err, "runtime dir lost, stopping workers")
+			if notify != nil {
+				notify.stopping(pc.StopTimeout)
+			}
+			stopPool()
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error {
 		// First signal: stop gracefully. Second: kill at once. Either
 		// way, this ends when the pool has stopped.
 		select {
 		case sig := <-sigs:
 			log.Info("stopping workers", "signal", sig.String(), "stopTimeout", pc.StopTimeout.String())
 			if notify != nil {
-				notify.stopping()
+				notify.stopping(pc.StopTimeout)
 			}
 			stopPool()
 		case <-poolDone:
@@ -286,21 +303,33 @@ func logStatus(log logr.Logger, pl *pool.Pool) {
 	}
 }
 
-// workerTemplate is every worker's container, from the settings.
+// workerTemplate is every worker's container, from the settings. It checks
+// the command, the working directory and the mounts against the rootfs and
+// the host: what would make every start fail is a usage error before any
+// worker starts.
 func workerTemplate(st *settings, rootfs string) (container.Options, error) {
+	uid, gid := hostIDs(st.cfg)
+	root, err := container.OpenRoot(rootfs)
+	if err != nil {
+		return container.Options{}, err
+	}
+	defer root.Close()
+	prot := protected{exec: []string{st.cfg.CacheDir, rootfs}, runtimeDir: st.cfg.RuntimeDir}
+	if st.cfg.Runc != "" {
+		prot.exec = append(prot.exec, st.cfg.Runc)
+	}
 	var binds []container.Bind
 	for _, m := range st.pool.Mounts {
 		mnt, err := config.ParseMount(m)
 		if err != nil {
 			return container.Options{}, err
 		}
-		if fi, err := os.Stat(filepath.Join(rootfs, mnt.Destination)); err != nil || !fi.IsDir() && mustBeDir(mnt.Source) {
-			return container.Options{}, &config.UsageError{Err: fmt.Errorf("--mount %s: %s does not exist in the rootfs; mount points must exist there (the rootfs is shared and read-only): pick a destination that exists, such as /mnt, /srv or /var/archivematica/sharedDirectory", m, mnt.Destination)}
+		if err := checkMount(root, m, mnt, uid, gid, prot); err != nil {
+			return container.Options{}, err
 		}
 		binds = append(binds, container.Bind{Source: mnt.Source, Destination: mnt.Destination, ReadOnly: mnt.ReadOnly})
 	}
-	uid, gid := hostIDs(st.cfg)
-	return container.Options{
+	o := container.Options{
 		Rootfs:            rootfs,
 		Args:              st.cfg.Args,
 		Env:               st.cfg.Env,
@@ -311,36 +340,15 @@ func workerTemplate(st *settings, rootfs string) (container.Options, error) {
 		SeccompUnconfined: st.cfg.Seccomp == config.SeccompUnconfined,
 		NoFile:            noFileLimit(),
 		Binds:             binds,
-	}, nil
-}
-
-func mustBeDir(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && fi.IsDir()
-}
-
-// instanceLock is held for the daemon's lifetime.
-type instanceLock struct{ f *os.File }
-
-func (l *instanceLock) Close() error { return l.f.Close() }
-
-// lockInstance makes sure one daemon runs an instance in a runtime dir.
-func lockInstance(runtimeDir, instance string) (*instanceLock, error) {
-	path := filepath.Join(runtimeDir, instance+".lock")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
-	if err != nil {
-		return nil, &container.RuntimeDirError{Dir: runtimeDir, Err: err}
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		data, _ := os.ReadFile(path)
-		f.Close()
-		pid := strings.TrimSpace(string(data))
-		if pid == "" {
-			pid = "?"
+	if err := checkRoot(o); err != nil {
+		var cmd *container.CommandError
+		if errors.As(err, &cmd) {
+			// Every worker would fail the same way: a usage error, not a
+			// crash loop.
+			return container.Options{}, &config.UsageError{Err: err}
 		}
-		return nil, fmt.Errorf("another mrtd (pid %s) is running instance %s: stop it, or pass another --instance", pid, instance)
+		return container.Options{}, err
 	}
-	f.Truncate(0)
-	f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
-	return &instanceLock{f: f}, nil
+	return o, nil
 }

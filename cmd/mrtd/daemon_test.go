@@ -470,6 +470,8 @@ func TestPoolBadInput(t *testing.T) {
 		{"malformed duration", []string{"--stop-timeout", "10 parsecs"}, "invalid value"},
 		{"unknown stop signal", []string{"--stop-signal", "SIGFOO"}, "not a signal"},
 		{"unknown flag", []string{"--wrokers", "2"}, "unknown flag --wrokers"},
+		{"workdir not in the rootfs", []string{"--workdir", "/created/by/mrtd"}, "--workdir /created/by/mrtd is not a directory in the rootfs"},
+		{"metrics address that does not parse", []string{"--metrics-addr", "notanaddr"}, "--metrics-addr"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := e.run(t, d, e.daemonArgs(d, append(tc.args, "--", "/bin/probe", "pause")...)...)
@@ -479,11 +481,28 @@ func TestPoolBadInput(t *testing.T) {
 			}
 		})
 	}
-	// A mount point missing from the rootfs: refused before anything starts.
+	// What would make every start fail is refused before anything starts:
+	// a mount point missing from the rootfs, a command that is not there.
 	src := e.userDir(t, "shared")
-	r := e.run(t, d, e.daemonArgs(d, "--mount", src+":/var/nowhere", "--", "/bin/probe", "pause")...)
-	if r.code != 2 || !strings.Contains(r.stderr, "does not exist in the rootfs") {
-		t.Fatalf("status %d stderr %q", r.code, r.stderr)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"mount point not in the rootfs", []string{"--mount", src + ":/var/nowhere", "--", "/bin/probe", "pause"}, "does not exist in the rootfs"},
+		{"command not in the rootfs", []string{"--", "/bin/nosuch"}, "command /bin/nosuch does not exist in the rootfs"},
+		{"command not in PATH", []string{"--", "nosuch"}, `command "nosuch" is not in the rootfs (searched PATH=`},
+		{"interpreter missing", []string{"--", "/bin/no-interp"}, "its interpreter /missing/interp does not exist in the rootfs"},
+		{"a file mounted on a directory", []string{"--mount", filepath.Join(e.rootfs, "bin", "probe") + ":/srv", "--", "/bin/probe", "pause"}, "is a file but /srv is a directory"},
+		{"a source the containers cannot read", []string{"--mount", "/etc/shadow:/etc/not-executable", "--", "/bin/probe", "pause"}, "cannot read"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := e.run(t, d, e.daemonArgs(d, tc.args...)...)
+			lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+			if r.code != 2 || len(lines) != 1 || !strings.Contains(lines[0], tc.want) {
+				t.Fatalf("status %d stderr %q; want 2 and one line containing %q", r.code, r.stderr, tc.want)
+			}
+		})
 	}
 	assertClean(t, d)
 }
@@ -521,13 +540,28 @@ func TestPoolMountAndEnv(t *testing.T) {
 	assertClean(t, d)
 }
 
+// TestPoolStartFailureBacksOff: a start that fails in runc, which mrtd
+// could not foresee (the command was removed from the rootfs after mrtd
+// checked it), backs off like a crash and logs runc's reason in one line.
 func TestPoolStartFailureBacksOff(t *testing.T) {
 	e := needIntegration(t)
 	d := e.newDirs(t)
-	p := e.startDaemon(t, d, e.daemonArgs(d, "--workers", "1", "--backoff-min", "10ms", "--backoff-max", "20ms", "--", "/bin/nosuch")...)
+	rootfs := filepath.Join(e.userDir(t, "copy"), "rootfs")
+	if out, err := exec.Command("cp", "-a", e.rootfs, rootfs).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	if err := copyFile(filepath.Join(rootfs, "bin", "probe"), filepath.Join(rootfs, "bin", "going"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := e.startDaemon(t, d, "--runc", e.runc, "--rootfs", rootfs, "--cache-dir", d.cache, "--runtime-dir", d.runtime,
+		"--workers", "1", "--backoff-min", "10ms", "--backoff-max", "20ms", "--stop-timeout", "3s", "--", "/bin/going", "fail-unless", "/nonexistent")
+	p.next(t, "worker exited")
+	if err := os.Remove(filepath.Join(rootfs, "bin", "going")); err != nil {
+		t.Fatal(err)
+	}
 	for i := 0; i < 3; i++ {
 		ev := p.next(t, "worker failed to start")
-		if reason, _ := ev["reason"].(string); !strings.Contains(reason, "/bin/nosuch") || strings.Contains(reason, "\n") {
+		if reason, _ := ev["reason"].(string); !strings.Contains(reason, "/bin/going") || strings.Contains(reason, "\n") {
 			t.Fatalf("reason %q: want runc's reason, in one line", reason)
 		}
 	}

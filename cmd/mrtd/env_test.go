@@ -91,6 +91,9 @@ func setupIntegration() (int, error) {
 	if err := os.WriteFile(filepath.Join(e.rootfs, "etc", "not-executable"), []byte("#!/bin/probe\n"), 0o644); err != nil {
 		return 1, err
 	}
+	if err := os.WriteFile(filepath.Join(e.rootfs, "bin", "no-interp"), []byte("#!/missing/interp\n"), 0o755); err != nil {
+		return 1, err
+	}
 	build := exec.Command(gobin, "build", "-o", filepath.Join(e.rootfs, "bin", "probe"), "./testdata/probe")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {

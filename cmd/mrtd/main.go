@@ -77,9 +77,14 @@ const (
 func exitCode(err error) int {
 	var usage *config.UsageError
 	var start *container.StartError
+	var cmd *container.CommandError
 	switch {
 	case errors.As(err, &usage):
 		return exitUsage
+	case errors.As(err, &cmd) && cmd.NotFound:
+		return exitNotFound
+	case errors.As(err, &cmd):
+		return exitCannotExec
 	case errors.As(err, &start) && start.NotFound():
 		return exitNotFound
 	case errors.As(err, &start) && start.CannotExecute():

@@ -14,7 +14,9 @@ import (
 )
 
 // notifier reports the pool to systemd through NOTIFY_SOCKET: READY=1 once
-// every worker runs, STATUS= when the counts change, WATCHDOG=1 while the
+// every worker has had its first attempt (it runs, or its start failed: a
+// worker mrtd cannot start must not leave systemd waiting for
+// TimeoutStartSec), STATUS= when the counts change, WATCHDOG=1 while the
 // supervisor answers, STOPPING=1 on shutdown. Without NOTIFY_SOCKET it does
 // nothing. runc never sees the socket: go-runc removes it from runc's
 // environment, and containers get only the environment mrtd builds.
@@ -25,6 +27,7 @@ type notifier struct {
 
 	mu       sync.Mutex
 	running  map[string]bool
+	tried    map[string]bool // workers past their first attempt
 	restarts int
 	ready    bool
 	status   string
@@ -35,6 +38,7 @@ func newNotifier(log logr.Logger, desired int) *notifier {
 		log:     log,
 		desired: desired,
 		running: map[string]bool{},
+		tried:   map[string]bool{},
 		send: func(state string) {
 			if _, err := sddaemon.SdNotify(false, state); err != nil {
 				log.Error(err, "notifying systemd", "state", state)
@@ -56,12 +60,15 @@ func (n *notifier) event(ev supervisor.Event) {
 	} else {
 		delete(n.running, ev.Name)
 	}
+	if ev.State != supervisor.Starting {
+		n.tried[ev.Name] = true
+	}
 	if ev.State == supervisor.Starting && ev.Restarts > 0 {
 		n.restarts++
 	}
 	status := n.statusLine()
 	msg := ""
-	if !n.ready && len(n.running) == n.desired {
+	if !n.ready && len(n.tried) >= n.desired {
 		n.ready = true
 		msg = "READY=1\n"
 	}
@@ -101,9 +108,15 @@ func (n *notifier) reloaded() {
 	n.send("READY=1\nSTATUS=" + n.status + "\n")
 }
 
-// stopping says the daemon is shutting down.
-func (n *notifier) stopping() {
-	n.send("STOPPING=1\nSTATUS=stopping workers\n")
+// stopMargin is what a stop takes beyond the workers' stop timeout: the
+// SIGKILL, the reaping and the deletes.
+const stopMargin = 15 * time.Second
+
+// stopping says the daemon is shutting down, and that it needs the workers'
+// stop timeout and a margin: systemd would otherwise kill it at the unit's
+// TimeoutStopSec, in the middle of a longer --stop-timeout.
+func (n *notifier) stopping(stopTimeout time.Duration) {
+	n.send(fmt.Sprintf("STOPPING=1\nEXTEND_TIMEOUT_USEC=%d\nSTATUS=stopping workers\n", (stopTimeout + stopMargin).Microseconds()))
 }
 
 // watchdog pings systemd every interval while probe returns within the

@@ -23,9 +23,9 @@ import (
 const runUsage = `Usage: mrtd run [flags] [--] COMMAND [ARG...]
 
 Run COMMAND in a new rootless container and exit with its status. The
-container's stdout and stderr are mrtd's; its stdin is /dev/null. SIGINT and
-SIGTERM are forwarded to it. The container and its bundle are removed when it
-exits.
+container's stdout and stderr are mrtd's; its stdin is /dev/null. The first
+SIGINT or SIGTERM is forwarded to it; a second one kills it. The container
+and its bundle are removed when it exits.
 
 Flags:
 `
@@ -216,6 +216,9 @@ func setup(ctx context.Context, cfg config.Config, log logr.Logger) (*prepared, 
 	if err := container.CheckUserNamespaces("/proc/sys", os.Geteuid() != 0); err != nil {
 		return nil, nil, err
 	}
+	if err := container.CheckRecursiveReadOnly(); err != nil {
+		return nil, nil, err
+	}
 	p, err := prepare(cfg, log)
 	if err != nil {
 		return nil, nil, err
@@ -257,6 +260,9 @@ func run(ctx context.Context, cfg config.Config, log logr.Logger, sigs <-chan os
 		Network:           cfg.Network,
 		SeccompUnconfined: cfg.Seccomp == config.SeccompUnconfined,
 		NoFile:            noFileLimit(),
+	}
+	if err := checkRoot(opts); err != nil {
+		return -1, err
 	}
 	log.V(1).Info("starting container", "containerId", id, "rootfs", p.rootfs, "runc", p.runc)
 	return rt.Run(ctx, id, opts, container.Stdio{Stdout: os.Stdout, Stderr: os.Stderr}, sigs)

@@ -16,7 +16,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: probe echo|stderr|exit|write|cat|dial|keyctl|pause|pause-ignore|fail-unless|fail-if-worker|id ...")
+		fmt.Fprintln(os.Stderr, "usage: probe echo|stderr|exit|write|cat|dial|keyctl|pause|pause-ignore|fail-unless|fail-if-worker|long|id ...")
 		os.Exit(2)
 	}
 	args := os.Args[2:]
@@ -29,11 +29,14 @@ func main() {
 		n, _ := strconv.Atoi(args[0])
 		os.Exit(n)
 	case "write":
-		if err := os.WriteFile(args[0], []byte("x"), 0o644); err != nil {
-			fmt.Println("error:", err)
-			return
+		// One line per path: ok, or the error.
+		for _, p := range args {
+			if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
+				fmt.Println("error:", err)
+				continue
+			}
+			fmt.Println("ok")
 		}
-		fmt.Println("ok")
 	case "cat":
 		b, err := os.ReadFile(args[0])
 		if err != nil {
@@ -93,6 +96,10 @@ func main() {
 		signal.Notify(c, syscall.SIGTERM)
 		fmt.Println("ready")
 		<-c
+	case "long":
+		// A line of args[0] bytes, then a short one.
+		n, _ := strconv.Atoi(args[0])
+		os.Stdout.WriteString(strings.Repeat("x", n) + "\nafter\n")
 	case "id":
 		fmt.Println(os.Getuid(), os.Getgid())
 	default:

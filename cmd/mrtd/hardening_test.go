@@ -1,0 +1,314 @@
+package main
+
+import (
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/mrt-project/mrt/supervisor"
+)
+
+// extractedKey extracts archive into cache with mrtd run and returns the
+// rootfs entry's directory name.
+func (e *integrationEnv) extractedKey(t *testing.T, d dirs, archive, cache string) string {
+	t.Helper()
+	r := e.run(t, d, "run", "--runc", e.runc, "--rootfs", archive, "--cache-dir", cache, "--runtime-dir", d.runtime, "--", "/bin/probe", "exit", "0")
+	if r.code != 0 {
+		t.Fatalf("extracting: status %d, stderr %s", r.code, r.stderr)
+	}
+	ents, _ := os.ReadDir(filepath.Join(cache, "rootfs"))
+	for _, de := range ents {
+		if de.IsDir() && !strings.HasPrefix(de.Name(), ".") {
+			return de.Name()
+		}
+	}
+	t.Fatalf("no rootfs in %s", cache)
+	return ""
+}
+
+// TestReadOnlyMountIsRecursive: a worker cannot write through a :ro mount
+// of a directory that holds mrtd's cache (the container's own rootfs bind
+// is a mount under it), nor into a file system mounted under the source.
+func TestReadOnlyMountIsRecursive(t *testing.T) {
+	e := needIntegration(t)
+	d := e.newDirs(t)
+	share := e.userDir(t, "share")
+	cache := e.userDir(t, "share/cache")
+	archive := filepath.Join(e.userDir(t, "img"), "img.tar.zst")
+	writeTarZst(t, e.rootfs, archive)
+	key := e.extractedKey(t, d, archive, cache)
+	targets := []string{"/srv/cache/rootfs/" + key + "/bin/evil"}
+	if os.Geteuid() == 0 {
+		// A file system mounted under the source, writable by anyone.
+		sub := e.userDir(t, "share/sub")
+		if err := syscall.Mount("tmpfs", sub, "tmpfs", 0, "mode=1777,size=1m"); err != nil {
+			t.Fatalf("mounting a tmpfs on %s: %v", sub, err)
+		}
+		defer syscall.Unmount(sub, syscall.MNT_DETACH)
+		targets = append(targets, "/srv/sub/evil")
+	} else {
+		t.Log("not root: the case of a tmpfs under the source needs root to mount it")
+	}
+	p := e.startDaemon(t, d, append([]string{"--runc", e.runc, "--rootfs", archive, "--cache-dir", cache, "--runtime-dir", d.runtime,
+		"--stop-timeout", "3s", "--workers", "1", "--restart", "on-failure", "--mount", share + ":/srv:ro", "--", "/bin/probe", "write"}, targets...)...)
+	for _, target := range targets {
+		ev := p.next(t, "output")
+		if line, _ := ev["line"].(string); !strings.Contains(line, "read-only file system") {
+			t.Errorf("writing %s through a :ro mount: %q, want read-only file system", target, line)
+		}
+	}
+	p.stopCleanly(t, d)
+	if _, err := os.Lstat(filepath.Join(cache, "rootfs", key, "bin", "evil")); err == nil {
+		t.Errorf("a worker planted bin/evil in the shared rootfs")
+	}
+}
+
+// TestMountsThatExposeMrtdAreRefused: a read-write mount that holds what
+// every worker executes, or any mount of the runtime dir (the control
+// socket), is a usage error.
+func TestMountsThatExposeMrtdAreRefused(t *testing.T) {
+	e := needIntegration(t)
+	d := e.newDirs(t)
+	share := e.userDir(t, "share")
+	cache := e.userDir(t, "share/cache")
+	archive := filepath.Join(e.userDir(t, "img"), "img.tar.zst")
+	writeTarZst(t, e.rootfs, archive)
+	key := e.extractedKey(t, d, archive, cache)
+	runtimeParent := filepath.Dir(d.runtime)
+	for _, tc := range []struct {
+		name  string
+		mount string
+		want  string
+	}{
+		{"read-write mount holding the cache", share + ":/srv", "which every worker executes"},
+		{"read-write mount inside the cache", filepath.Join(cache, "rootfs", key) + ":/srv", "which every worker executes"},
+		{"read-only mount holding the runtime dir", runtimeParent + ":/srv:ro", "runtime dir"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := e.run(t, d, "--runc", e.runc, "--rootfs", archive, "--cache-dir", cache, "--runtime-dir", d.runtime,
+				"--mount", tc.mount, "--", "/bin/probe", "pause")
+			lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+			if r.code != 2 || len(lines) != 1 || !strings.Contains(lines[0], tc.want) {
+				t.Fatalf("status %d stderr %q; want 2 and one line containing %q", r.code, r.stderr, tc.want)
+			}
+		})
+	}
+	// Read-only, the cache may be mounted: nothing in it can change.
+	p := e.startDaemon(t, d, "--runc", e.runc, "--rootfs", archive, "--cache-dir", cache, "--runtime-dir", d.runtime,
+		"--stop-timeout", "3s", "--workers", "1", "--mount", share+":/srv:ro", "--", "/bin/probe", "pause")
+	p.running(t, 1)
+	p.stopCleanly(t, d)
+}
+
+// TestRunWorkdirIsNotCreated: a --workdir missing from a user's rootfs
+// directory is an error, and nothing is created there.
+func TestRunWorkdirIsNotCreated(t *testing.T) {
+	e := needIntegration(t)
+	d := e.newDirs(t)
+	r := e.run(t, d, e.runArgs(d, "--workdir", "/created/by/mrtd", "--", "/bin/probe", "exit", "0")...)
+	if r.code != 2 {
+		t.Errorf("status %d, want 2 (stderr %q)", r.code, r.stderr)
+	}
+	if _, err := os.Lstat(filepath.Join(e.rootfs, "created")); err == nil {
+		t.Errorf("mrtd or runc created /created in the user's rootfs")
+	}
+	r = e.run(t, d, e.runArgs(d, "--workdir", "/srv", "--", "/bin/probe", "exit", "0")...)
+	if r.code != 0 {
+		t.Errorf("an existing --workdir: status %d, stderr %q", r.code, r.stderr)
+	}
+	assertClean(t, d)
+}
+
+// TestRunSecondSignalKills: a command that ignores SIGTERM is killed by a
+// second one, as the pool does.
+func TestRunSecondSignalKills(t *testing.T) {
+	e := needIntegration(t)
+	d := e.newDirs(t)
+	cmd, out, stderr := e.start(t, d, e.runArgs(d, "--", "/bin/probe", "pause-ignore")...)
+	cmd.Process.Signal(syscall.SIGTERM)
+	if line, err := out.ReadString('\n'); err != nil || !strings.Contains(line, "ignored it") {
+		t.Fatalf("after the first SIGTERM: %q %v", line, err)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		ee, ok := err.(*exec.ExitError)
+		if !ok || ee.ExitCode() != 128+int(syscall.SIGKILL) {
+			t.Fatalf("mrtd run ended with %v, want exit status 137 (stderr %q)", err, stderr.String())
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("mrtd run still runs a minute after the second SIGTERM")
+	}
+	assertClean(t, d)
+}
+
+// TestPoolRuntimeDirRemoved: the runtime dir deleted under a running pool
+// stops the workers and ends mrtd with status 1 and the dir named; a second
+// mrtd for the instance never runs beside the first.
+func TestPoolRuntimeDirRemoved(t *testing.T) {
+	e := needIntegration(t)
+	d := e.newDirs(t)
+	p := e.startDaemon(t, d, e.daemonArgs(d, "--workers", "2", "--", "/bin/probe", "pause")...)
+	pids := p.running(t, 2)
+	if err := os.RemoveAll(d.runtime); err != nil {
+		t.Fatal(err)
+	}
+	firstDone := make(chan error, 1)
+	go func() { <-p.done; firstDone <- p.cmd.Wait() }()
+	second := e.startDaemon(t, d, e.daemonArgs(d, "--workers", "1", "--", "/bin/probe", "pause")...)
+	var firstErr error
+	select {
+	case <-second.done:
+		err := second.cmd.Wait()
+		ee, ok := err.(*exec.ExitError)
+		if !ok || ee.ExitCode() != 1 || !strings.Contains(second.log(), "another mrtd (pid ") {
+			t.Fatalf("second mrtd: %v, want status 1 and another mrtd is running:\n%s", err, second.log())
+		}
+	case firstErr = <-firstDone:
+		// The first noticed and ended before the second got going: the
+		// second may run, alone.
+		second.stop(t)
+	case <-time.After(time.Minute):
+		t.Fatal("a second mrtd runs beside the first")
+	}
+	if firstErr == nil {
+		select {
+		case firstErr = <-firstDone:
+		case <-time.After(time.Minute):
+			t.Fatalf("mrtd still runs a minute after its runtime dir was removed:\n%s", p.log())
+		}
+	}
+	ee, ok := firstErr.(*exec.ExitError)
+	if !ok || ee.ExitCode() != 1 {
+		t.Fatalf("mrtd ended with %v, want exit status 1:\n%s", firstErr, p.log())
+	}
+	if last := p.lines[len(p.lines)-1]; !strings.HasPrefix(last, "mrtd: ") || !strings.Contains(last, "runtime dir "+d.runtime+" was removed") {
+		t.Fatalf("last line %q, want the reason naming the runtime dir", last)
+	}
+	for w, pid := range pids {
+		if alive(pid) {
+			t.Errorf("worker %d (pid %d) still runs after mrtd exited", w, pid)
+		}
+	}
+}
+
+// TestNotifierReadyWhenAWorkerCannotStart: READY=1 comes once every worker
+// had its first attempt, with a status that says how many run.
+func TestNotifierReadyWhenAWorkerCannotStart(t *testing.T) {
+	s := newSent()
+	n := newNotifier(logr.Discard(), 2)
+	n.send = s.send
+	ev := func(name string, state supervisor.State) {
+		n.event(supervisor.Event{Status: supervisor.Status{Name: name, State: state}})
+	}
+	ev("w-0", supervisor.Starting)
+	ev("w-1", supervisor.Starting)
+	ev("w-1", supervisor.BackingOff) // its start failed
+	if strings.Contains(s.all(), "READY=1") {
+		t.Fatalf("READY before worker 0's first attempt: %q", s.all())
+	}
+	ev("w-0", supervisor.Running)
+	if !strings.Contains(s.all(), "READY=1\nSTATUS=1/2 workers running, 0 restarts") {
+		t.Fatalf("want READY=1 with 1/2 running once both tried: %q", s.all())
+	}
+}
+
+// TestNotifierStoppingExtendsTimeout: STOPPING=1 asks systemd for the stop
+// timeout and a margin, beyond the unit's TimeoutStopSec.
+func TestNotifierStoppingExtendsTimeout(t *testing.T) {
+	s := newSent()
+	n := newNotifier(logr.Discard(), 1)
+	n.send = s.send
+	n.stopping(45 * time.Second)
+	if want := "EXTEND_TIMEOUT_USEC=60000000\n"; !strings.Contains(s.all(), "STOPPING=1\n") || !strings.Contains(s.all(), want) {
+		t.Fatalf("sent %q, want STOPPING=1 and %q", s.all(), want)
+	}
+}
+
+// TestVersion: mrtd version names mrtd's own version first; bin/mrtd,
+// built by make, carries the checkout's.
+func TestVersion(t *testing.T) {
+	var out, errOut strings.Builder
+	if code := versionCommand(&out, &errOut); code != 0 || !strings.HasPrefix(out.String(), "mrtd devel (go") {
+		t.Fatalf("status %d output %q, want mrtd devel (go...)", code, out.String())
+	}
+	e := needIntegration(t)
+	local := e.realMrtd(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r := e.runBin(t, ctx, local, e.newDirs(t), "version")
+	first, _, _ := strings.Cut(r.stdout, "\n")
+	if f := strings.Fields(first); r.code != 0 || len(f) < 2 || f[0] != "mrtd" || f[1] == "devel" {
+		t.Fatalf("status %d, first line %q: want mrtd and the version make set", r.code, first)
+	}
+}
+
+// TestPoolSplitsLongLinesInJournal: a 1 MB line reaches the journal as 16
+// entries of 64 KiB, all but the last marked CONTAINER_PARTIAL_MESSAGE=true,
+// and no empty entry.
+func TestPoolSplitsLongLinesInJournal(t *testing.T) {
+	e := needIntegration(t)
+	d := e.newDirs(t)
+	sockPath := filepath.Join(e.userDir(t, "journal"), "socket")
+	os.Remove(sockPath)
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sockPath, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetReadBuffer(8 << 20)
+	os.Chmod(sockPath, 0o777)
+	entries := make(chan map[string]string, 1000)
+	go func() {
+		buf := make([]byte, 1<<20)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				return
+			}
+			entries <- parseJournal(t, append([]byte(nil), buf[:n]...))
+		}
+	}()
+	cmd := e.command(context.Background(), e.mrtd, d, e.daemonArgs(d, "--workers", "1", "--log-format", "journal",
+		"--restart", "on-failure", "--", "/bin/probe", "long", "1048576")...)
+	cmd.Env = append(cmd.Env, "MRTD_JOURNAL_SOCKET="+sockPath)
+	p := e.startCmd(t, cmd)
+	var pieces []map[string]string
+	timeout := time.After(30 * time.Second)
+	for done := false; !done; {
+		select {
+		case f := <-entries:
+			if f["CONTAINER_ID"] == "" || f["MRTD_STREAM"] != "stdout" {
+				continue // mrtd's own entries
+			}
+			if f["MESSAGE"] == "after" {
+				done = true
+				break
+			}
+			pieces = append(pieces, f)
+		case <-timeout:
+			t.Fatalf("no \"after\" line; got %d pieces; stderr:\n%s", len(pieces), p.log())
+		}
+	}
+	if len(pieces) != 16 {
+		t.Fatalf("%d entries for a 1 MiB line, want 16", len(pieces))
+	}
+	for i, f := range pieces {
+		partial := f["CONTAINER_PARTIAL_MESSAGE"] == "true"
+		if len(f["MESSAGE"]) != 64<<10 || partial != (i < 15) {
+			t.Errorf("piece %d: %d bytes, partial %v", i, len(f["MESSAGE"]), partial)
+		}
+	}
+	p.stop(t)
+	assertClean(t, d)
+}

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/mrt-project/mrt/config"
+	"github.com/mrt-project/mrt/container"
+)
+
+// checkRoot checks, before any container is created, what runc would
+// otherwise fail on at every start or do in the shared tree: the working
+// directory must exist in the rootfs (runc would create it there), and the
+// command with its interpreter must be found. A missing command is a
+// *container.CommandError.
+func checkRoot(o container.Options) error {
+	root, err := container.OpenRoot(o.Rootfs)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	if o.Cwd != "" {
+		fi, err := root.Stat(o.Cwd)
+		if err != nil || !fi.IsDir() {
+			return &config.UsageError{Err: fmt.Errorf("--workdir %s is not a directory in the rootfs: the rootfs is shared and read-only, so mrtd does not create it; pick one that exists, such as /tmp or /srv", o.Cwd)}
+		}
+	}
+	return root.LookCommand(o.Args[0], o.Env, o.Cwd)
+}
+
+// protected are the paths a worker must not be able to change through a
+// read-write mount, because every worker executes them, and the one it must
+// not reach at all.
+type protected struct {
+	// exec are the rootfs, runc and the cache dir.
+	exec []string
+	// runtimeDir holds the control socket (connecting to a socket needs no
+	// write access to its mount) and runc's state.
+	runtimeDir string
+}
+
+// checkMount checks a --mount against the rootfs and the host: its
+// destination must exist in the rootfs with the source's type (runc would
+// create it in the shared tree, or fail), the container's root must be able
+// to read the source, and the source must not expose mrtd's own files.
+func checkMount(root *container.Root, flag string, m config.Mount, uid, gid uint32, p protected) error {
+	usage := func(format string, args ...any) error {
+		return &config.UsageError{Err: fmt.Errorf("--mount %s: "+format, append([]any{flag}, args...)...)}
+	}
+	src, err := os.Stat(m.Source)
+	if err != nil {
+		return usage("source %s: %v", m.Source, errors.Unwrap(err))
+	}
+	dst, err := root.Stat(m.Destination)
+	if err != nil {
+		return usage("%s does not exist in the rootfs; mount points must exist there (the rootfs is shared and read-only): pick a destination that exists, such as /mnt, /srv or /var/archivematica/sharedDirectory", m.Destination)
+	}
+	if src.IsDir() != dst.IsDir() {
+		kind := func(fi os.FileInfo) string {
+			if fi.IsDir() {
+				return "a directory"
+			}
+			return "a file"
+		}
+		return usage("source %s is %s but %s is %s in the rootfs: mount a directory on a directory and a file on a file", m.Source, kind(src), m.Destination, kind(dst))
+	}
+	if os.Geteuid() == 0 {
+		if err := container.CheckReadable(m.Source, uid, gid); err != nil {
+			return usage("the containers' root (host uid %d) cannot read the source: %v; make it readable by that uid, or pick another --host-uid", uid, err)
+		}
+	} else {
+		mode := uint32(unix.R_OK)
+		if src.IsDir() {
+			mode |= unix.X_OK
+		}
+		if err := unix.Access(m.Source, mode); err != nil {
+			return usage("you cannot read %s (%v), so neither can the containers: mount something you can read", m.Source, err)
+		}
+	}
+	real, err := filepath.EvalSymlinks(m.Source)
+	if err != nil {
+		return usage("%v", err)
+	}
+	if overlaps(real, p.runtimeDir) {
+		return usage("the source and mrtd's runtime dir %s overlap: a worker could use mrtd's control socket and runc's state; pass a --runtime-dir outside the mount, or mount something else", p.runtimeDir)
+	}
+	if !m.ReadOnly {
+		for _, q := range p.exec {
+			if overlaps(real, q) {
+				return usage("the source holds %s, which every worker executes: a worker could change it for all; add :ro, or keep the cache dir, rootfs and runc outside the mount", q)
+			}
+		}
+	}
+	return nil
+}
+
+// overlaps reports whether the paths a and b (symlinks resolved where they
+// exist) are the same or one contains the other.
+func overlaps(a, b string) bool {
+	if b == "" {
+		return false
+	}
+	if r, err := filepath.EvalSymlinks(b); err == nil {
+		b = r
+	}
+	a, b = filepath.Clean(a), filepath.Clean(b)
+	within := func(x, y string) bool { return x == y || y == "/" || strings.HasPrefix(x, y+"/") }
+	return within(a, b) || within(b, a)
+}
