@@ -216,6 +216,10 @@ func TestPoolNotifiesSystemd(t *testing.T) {
 		select {
 		case m := <-msgs:
 			stopping = strings.Contains(m, "STOPPING=1")
+			// daemonArgs' --stop-timeout 3s, plus the margin.
+			if stopping && !strings.Contains(m, "EXTEND_TIMEOUT_USEC=18000000\n") {
+				t.Errorf("STOPPING=1 came with %q, want EXTEND_TIMEOUT_USEC for the stop timeout", m)
+			}
 		case <-time.After(30 * time.Second):
 			t.Fatal("no STOPPING=1")
 		}
