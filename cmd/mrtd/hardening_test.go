@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,10 +15,14 @@ import (
 	"github.com/mrt-project/mrt/supervisor"
 )
 
-// extractedKey extracts archive into cache with mrtd run and returns the
-// rootfs entry's directory name.
-func (e *integrationEnv) extractedKey(t *testing.T, d dirs, archive, cache string) string {
+// cacheInShare makes a directory share holding a cache dir, in which the
+// tiny rootfs, packed as archive, is extracted under key.
+func (e *integrationEnv) cacheInShare(t *testing.T, d dirs) (share, cache, archive, key string) {
 	t.Helper()
+	share = e.userDir(t, "share")
+	cache = e.userDir(t, "share/cache")
+	archive = filepath.Join(e.userDir(t, "img"), "img.tar.zst")
+	writeTarZst(t, e.rootfs, archive)
 	r := e.run(t, d, "run", "--runc", e.runc, "--rootfs", archive, "--cache-dir", cache, "--runtime-dir", d.runtime, "--", "/bin/probe", "exit", "0")
 	if r.code != 0 {
 		t.Fatalf("extracting: status %d, stderr %s", r.code, r.stderr)
@@ -27,11 +30,11 @@ func (e *integrationEnv) extractedKey(t *testing.T, d dirs, archive, cache strin
 	ents, _ := os.ReadDir(filepath.Join(cache, "rootfs"))
 	for _, de := range ents {
 		if de.IsDir() && !strings.HasPrefix(de.Name(), ".") {
-			return de.Name()
+			return share, cache, archive, de.Name()
 		}
 	}
 	t.Fatalf("no rootfs in %s", cache)
-	return ""
+	return
 }
 
 // TestReadOnlyMountIsRecursive: a worker cannot write through a :ro mount
@@ -40,11 +43,7 @@ func (e *integrationEnv) extractedKey(t *testing.T, d dirs, archive, cache strin
 func TestReadOnlyMountIsRecursive(t *testing.T) {
 	e := needIntegration(t)
 	d := e.newDirs(t)
-	share := e.userDir(t, "share")
-	cache := e.userDir(t, "share/cache")
-	archive := filepath.Join(e.userDir(t, "img"), "img.tar.zst")
-	writeTarZst(t, e.rootfs, archive)
-	key := e.extractedKey(t, d, archive, cache)
+	share, cache, archive, key := e.cacheInShare(t, d)
 	targets := []string{"/srv/cache/rootfs/" + key + "/bin/evil"}
 	if os.Geteuid() == 0 {
 		// A file system mounted under the source, writable by anyone.
@@ -77,11 +76,7 @@ func TestReadOnlyMountIsRecursive(t *testing.T) {
 func TestMountsThatExposeMrtdAreRefused(t *testing.T) {
 	e := needIntegration(t)
 	d := e.newDirs(t)
-	share := e.userDir(t, "share")
-	cache := e.userDir(t, "share/cache")
-	archive := filepath.Join(e.userDir(t, "img"), "img.tar.zst")
-	writeTarZst(t, e.rootfs, archive)
-	key := e.extractedKey(t, d, archive, cache)
+	share, cache, archive, key := e.cacheInShare(t, d)
 	runtimeParent := filepath.Dir(d.runtime)
 	for _, tc := range []struct {
 		name  string
@@ -259,26 +254,7 @@ func TestVersion(t *testing.T) {
 func TestPoolSplitsLongLinesInJournal(t *testing.T) {
 	e := needIntegration(t)
 	d := e.newDirs(t)
-	sockPath := filepath.Join(e.userDir(t, "journal"), "socket")
-	os.Remove(sockPath)
-	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sockPath, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetReadBuffer(8 << 20)
-	os.Chmod(sockPath, 0o777)
-	entries := make(chan map[string]string, 1000)
-	go func() {
-		buf := make([]byte, 1<<20)
-		for {
-			n, err := conn.Read(buf)
-			if err != nil {
-				return
-			}
-			entries <- parseJournal(t, append([]byte(nil), buf[:n]...))
-		}
-	}()
+	sockPath, entries := e.listenJournal(t)
 	cmd := e.command(context.Background(), e.mrtd, d, e.daemonArgs(d, "--workers", "1", "--log-format", "journal",
 		"--restart", "on-failure", "--", "/bin/probe", "long", "1048576")...)
 	cmd.Env = append(cmd.Env, "MRTD_JOURNAL_SOCKET="+sockPath)

@@ -53,22 +53,22 @@ func TestJournalEncoding(t *testing.T) {
 	}
 }
 
-// TestPoolLogsToJournal runs the pool with --log-format journal against a
-// journal socket the test opened.
-func TestPoolLogsToJournal(t *testing.T) {
-	e := needIntegration(t)
-	d := e.newDirs(t)
+// listenJournal opens a journal socket for mrtd's --log-format journal
+// (MRTD_JOURNAL_SOCKET) and returns its path and the entries it receives.
+func (e *integrationEnv) listenJournal(t *testing.T) (string, <-chan map[string]string) {
+	t.Helper()
 	sockPath := filepath.Join(e.userDir(t, "journal"), "socket")
-	os.Remove(sockPath)
+	os.Remove(sockPath) // left by an earlier -count run
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sockPath, Net: "unixgram"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
+	conn.SetReadBuffer(8 << 20)
 	os.Chmod(sockPath, 0o777)
 	entries := make(chan map[string]string, 1000)
 	go func() {
-		buf := make([]byte, 1<<16)
+		buf := make([]byte, 1<<20) // a 64 KiB piece of a line and its fields
 		for {
 			n, err := conn.Read(buf)
 			if err != nil {
@@ -77,6 +77,15 @@ func TestPoolLogsToJournal(t *testing.T) {
 			entries <- parseJournal(t, append([]byte(nil), buf[:n]...))
 		}
 	}()
+	return sockPath, entries
+}
+
+// TestPoolLogsToJournal runs the pool with --log-format journal against a
+// journal socket the test opened.
+func TestPoolLogsToJournal(t *testing.T) {
+	e := needIntegration(t)
+	d := e.newDirs(t)
+	sockPath, entries := e.listenJournal(t)
 	cmd := e.command(context.Background(), e.mrtd, d, e.daemonArgs(d, "--workers", "2", "--log-format", "journal",
 		"--backoff-min", "1h", "--backoff-max", "1h", "--", "/bin/probe", "stderr", "to stderr")...)
 	cmd.Env = append(cmd.Env, "MRTD_JOURNAL_SOCKET="+sockPath)
