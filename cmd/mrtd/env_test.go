@@ -87,7 +87,7 @@ func setupIntegration() (int, error) {
 			return 1, err
 		}
 	}
-	os.Chmod(filepath.Join(e.rootfs, "tmp"), 0o1777)
+	os.Chmod(filepath.Join(e.rootfs, "tmp"), 0o777|os.ModeSticky)
 	if err := os.WriteFile(filepath.Join(e.rootfs, "etc", "not-executable"), []byte("#!/bin/probe\n"), 0o644); err != nil {
 		return 1, err
 	}

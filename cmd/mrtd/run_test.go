@@ -320,6 +320,8 @@ func TestRunAsRoot(t *testing.T) {
 		t.Skip("root mode needs the tests to run as root (make test in CI does)")
 	}
 	d := e.newDirs(t)
+	// Root's own: as root, mrtd refuses a cache dir another uid could change.
+	d.cache = filepath.Join(e.dir, "TestRunAsRoot-cache")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	root := &integrationEnv{dir: e.dir, mrtd: e.mrtd, runc: e.runc, rootfs: e.rootfs, uid: 0, gid: 0}
