@@ -15,7 +15,7 @@ DEB_PACKAGES := debootstrap libseccomp-dev pkg-config gcc libc6-dev
 # Not into build/: the debootstrap tree there is root's, partly unreadable.
 GO_FILES := $(shell find . \( -path ./$(BUILD) -o -path ./tools/runc -o -path ./.git \) -prune -o -name '*.go' -print)
 GO_SOURCES := $(GO_FILES) go.mod go.sum
-EMBEDDED := assets/embedded
+EMBEDDED := rootfs/embedded
 
 .PHONY: all run test bench soak install deps runc rootfs clean distclean fmt-check
 

@@ -15,9 +15,9 @@ import (
 	"github.com/go-logr/logr"
 	"golang.org/x/sys/unix"
 
-	"github.com/mrt-project/mrt/assets"
 	"github.com/mrt-project/mrt/config"
 	"github.com/mrt-project/mrt/container"
+	"github.com/mrt-project/mrt/rootfs"
 )
 
 const runUsage = `Usage: mrtd run [flags] [--] COMMAND [ARG...]
@@ -92,8 +92,8 @@ type prepared struct {
 	// runcVersion and rootfsDigest describe them for mrtd_build_info:
 	// "external" for a --runc binary, "dir" for a --rootfs directory.
 	runcVersion, rootfsDigest string
-	refs                      []*assets.Ref
-	cache                     *assets.Cache
+	refs                      []*rootfs.Ref
+	cache                     *rootfs.Cache
 }
 
 func (p *prepared) Close() {
@@ -109,7 +109,7 @@ func prepare(cfg config.Config, log logr.Logger) (*prepared, error) {
 	if err != nil {
 		return nil, err
 	}
-	cache := &assets.Cache{
+	cache := &rootfs.Cache{
 		Dir: cfg.CacheDir,
 		// setuid and setgid bits are useless under no_new_privs, and
 		// harmful on the host: drop them always.
@@ -125,7 +125,7 @@ func prepare(cfg config.Config, log logr.Logger) (*prepared, error) {
 	}
 	p := &prepared{cache: cache, runc: cfg.Runc, runcVersion: "external", rootfsDigest: "dir"}
 
-	emb, err := assets.Builtin()
+	emb, err := rootfs.Builtin()
 	if err != nil && (cfg.Runc == "" || kind == config.RootfsEmbedded) {
 		return nil, err
 	}
@@ -139,7 +139,7 @@ func prepare(cfg config.Config, log logr.Logger) (*prepared, error) {
 		p.runcVersion = emb.RuncVersion
 	}
 
-	var archive *assets.Archive
+	var archive *rootfs.Archive
 	switch kind {
 	case config.RootfsDir:
 		if p.rootfs, err = filepath.Abs(cfg.Rootfs); err != nil {
@@ -151,7 +151,7 @@ func prepare(cfg config.Config, log logr.Logger) (*prepared, error) {
 			return nil, err
 		}
 	case config.RootfsArchive:
-		if archive, err = assets.FileArchive(cfg.Rootfs); err != nil {
+		if archive, err = rootfs.FileArchive(cfg.Rootfs); err != nil {
 			p.Close()
 			return nil, err
 		}
@@ -195,7 +195,7 @@ func prepare(cfg config.Config, log logr.Logger) (*prepared, error) {
 // checkMountPoints reports the mount points a rootfs directory lacks.
 func checkMountPoints(dir string) error {
 	var missing []string
-	for _, mp := range assets.MountPoints {
+	for _, mp := range rootfs.MountPoints {
 		if fi, err := os.Stat(filepath.Join(dir, mp)); err != nil || !fi.IsDir() {
 			missing = append(missing, "/"+mp)
 		}

@@ -7,7 +7,7 @@ import (
 	"runtime"
 	"runtime/debug"
 
-	"github.com/mrt-project/mrt/assets"
+	"github.com/mrt-project/mrt/rootfs"
 )
 
 // version is set by make: -ldflags "-X main.version=$(git describe ...)".
@@ -28,8 +28,8 @@ func mrtdVersion() string {
 
 func versionCommand(stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "mrtd %s (%s)\n", mrtdVersion(), runtime.Version())
-	emb, err := assets.Builtin()
-	if errors.Is(err, assets.ErrNotEmbedded) {
+	emb, err := rootfs.Builtin()
+	if errors.Is(err, rootfs.ErrNotEmbedded) {
 		fmt.Fprintln(stdout, "assets: none (built without embedded runc and rootfs)")
 		return 0
 	}

@@ -1,4 +1,4 @@
-package assets
+package rootfs
 
 import (
 	"archive/tar"

@@ -1,4 +1,4 @@
-package assets
+package rootfs
 
 import (
 	"errors"
@@ -220,7 +220,7 @@ func TestReadOnlyCacheDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The test binary may sit where uid 65534 cannot reach it.
-	exe := filepath.Join(base, "assets.test")
+	exe := filepath.Join(base, "rootfs.test")
 	b, err := os.ReadFile(os.Args[0])
 	if err == nil {
 		err = os.WriteFile(exe, b, 0o755)

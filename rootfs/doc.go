@@ -1,4 +1,4 @@
-// Package assets holds what mrtd carries inside its binary, runc and a
+// Package rootfs holds what mrtd carries inside its binary, runc and a
 // compressed root filesystem, and the on-disk cache they are unpacked into.
 //
 // The cache is content-addressed: runc is written once as runc-<sha256>, and
@@ -19,4 +19,4 @@
 // outside the target and never follows a symlink it did not create itself as
 // a directory. Errors reading the archive blame the archive; errors writing
 // the tree name the cache dir and what to do.
-package assets
+package rootfs

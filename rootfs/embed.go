@@ -1,10 +1,10 @@
 //go:build mrtd_assets
 
-package assets
+package rootfs
 
 import _ "embed"
 
-// The Makefile writes these files into assets/embedded/ and builds bin/mrtd
+// The Makefile writes these files into rootfs/embedded/ and builds bin/mrtd
 // with -tags mrtd_assets. They are build outputs and never committed.
 
 var (
