@@ -34,14 +34,20 @@ type Config struct {
 	WorkerEnv   map[int][]string
 	StopSignal  unix.Signal
 	StopTimeout time.Duration
-	// Supervisor configures restarts; its Hook is wrapped by the pool.
-	Supervisor supervisor.Spec
+	// Restart is the restart policy; RestartAlways when empty.
+	Restart RestartPolicy
+	// BackoffMin and BackoffMax bound a failing worker's restart delay
+	// (100ms and 1m when zero).
+	BackoffMin, BackoffMax time.Duration
+	// Hook, when set, receives every change of a worker's state. It is
+	// called synchronously and must not block.
+	Hook func(Event)
 }
 
 // Pool is N workers under one supervisor.
 type Pool struct {
 	cfg    Config
-	rt     *container.Runtime
+	rt     Runtime
 	reaper *reaper.Reaper
 	log    logr.Logger
 	sup    *supervisor.Supervisor
@@ -53,24 +59,76 @@ type Pool struct {
 	workers map[int]*worker // by index; their opts are guarded by mu
 }
 
-// New returns a pool of cfg.Workers workers.
-func New(cfg Config, rt *container.Runtime, rp *reaper.Reaper, log logr.Logger) *Pool {
-	p := &Pool{cfg: cfg, rt: rt, reaper: rp, log: log, kill: make(chan struct{})}
-	spec := cfg.Supervisor
-	hook := spec.Hook
-	spec.Hook = func(ev supervisor.Event) {
-		p.logEvent(ev)
-		if hook != nil {
-			hook(ev)
-		}
+// New returns a pool of cfg.Workers workers run by rt. It makes this
+// process a child subreaper and routes every runc process and container
+// init through the pool's reaper: call it once, before any container
+// starts, in a process that runs nothing else through go-runc.
+func New(cfg Config, rt *container.Runtime, log logr.Logger) (*Pool, error) {
+	if err := reaper.SetSubreaper(); err != nil {
+		return nil, fmt.Errorf("becoming a child subreaper: %w", err)
 	}
-	p.sup = supervisor.New(spec)
+	rp := reaper.New()
+	container.UseReaper(rp)
+	return newPool(cfg, runcRuntime{rt: rt, rp: rp}, rp, log)
+}
+
+// newPool returns a pool over any Runtime; rp, when not nil, is run by Run.
+func newPool(cfg Config, rt Runtime, rp *reaper.Reaper, log logr.Logger) (*Pool, error) {
+	p := &Pool{cfg: cfg, rt: rt, reaper: rp, log: log, kill: make(chan struct{})}
+	policy := supervisor.Always
+	if cfg.Restart == RestartOnFailure {
+		policy = supervisor.OnFailure
+	}
+	backoffMin, backoffMax := cfg.BackoffMin, cfg.BackoffMax
+	if backoffMin <= 0 {
+		backoffMin = 100 * time.Millisecond
+	}
+	if backoffMax <= 0 {
+		backoffMax = time.Minute
+	}
+	p.sup = supervisor.New(supervisor.Spec{
+		BackoffMin: backoffMin,
+		BackoffMax: backoffMax,
+		Restart:    policy,
+		Hook:       p.event,
+	})
 	p.desired = cfg.Workers
 	p.workers = map[int]*worker{}
 	for i := 0; i < cfg.Workers; i++ {
-		p.sup.Add(ContainerID(cfg.Instance, i), p.newWorker(i))
+		if err := p.sup.Add(ContainerID(cfg.Instance, i), p.newWorker(i)); err != nil {
+			return nil, err
+		}
 	}
-	return p
+	return p, nil
+}
+
+// event turns a supervisor event into the pool's, logs it and passes it on.
+func (p *Pool) event(sev supervisor.Event) {
+	ev := Event{Status: p.status(sev.Status), Delay: sev.Delay}
+	var start *container.StartError
+	if errors.As(sev.LastExit, &start) {
+		ev.StartReason = start.Reason
+	}
+	p.logEvent(ev)
+	if p.cfg.Hook != nil {
+		p.cfg.Hook(ev)
+	}
+}
+
+// status converts a supervisor status.
+func (p *Pool) status(st supervisor.Status) Status {
+	i, _ := strconv.Atoi(strings.TrimPrefix(st.Name, p.cfg.Instance+"-"))
+	return Status{
+		Worker:       i,
+		ContainerID:  st.Name,
+		State:        State(st.State),
+		Pid:          st.Pid,
+		Since:        st.Since,
+		BackoffUntil: st.BackoffUntil,
+		Restarts:     st.Restarts,
+		LastExit:     st.LastExit,
+		Reason:       reason(st.Exited, st.LastExit),
+	}
 }
 
 // ContainerID is the id (and hostname) of worker index of instance.
@@ -118,11 +176,32 @@ func (p *Pool) Reconfigure(template container.Options, workerEnv map[int][]strin
 	return changed
 }
 
-// Run keeps the workers running until ctx is cancelled, then stops them all
-// at once and returns when every container is deleted. It returns an error
-// wrapping supervisor.ErrDoNotRestart when the rootfs or runc became
-// unusable.
+// ErrUnusable, wrapped, is what Run returns when the rootfs or runc became
+// unusable: no restart can fix it.
+var ErrUnusable = supervisor.ErrDoNotRestart
+
+// Run first removes the containers of the instance that an earlier process
+// left in the runtime dir (the caller holds the instance), then keeps the
+// workers running until ctx is cancelled, stops them all at once and
+// returns when every container is deleted. It returns an error wrapping
+// ErrUnusable when the rootfs or runc became unusable.
 func (p *Pool) Run(ctx context.Context) error {
+	if p.reaper != nil {
+		reaperCtx, stopReaper := context.WithCancel(context.WithoutCancel(ctx))
+		reaped := make(chan error, 1)
+		go func() { reaped <- p.reaper.Run(reaperCtx) }()
+		defer func() {
+			stopReaper()
+			<-reaped
+		}()
+	}
+	removed, err := p.rt.RemoveStale(ctx, p.cfg.Instance+"-")
+	for _, id := range removed {
+		p.log.Info("removed container left by an earlier mrtd", "containerId", id)
+	}
+	if err != nil {
+		return err
+	}
 	return p.sup.Run(ctx)
 }
 
@@ -130,24 +209,14 @@ func (p *Pool) Run(ctx context.Context) error {
 // It may be called once.
 func (p *Pool) KillNow() { close(p.kill) }
 
-// WorkerStatus is one worker's state.
-type WorkerStatus struct {
-	Index int
-	supervisor.Status
-}
-
 // Status returns every worker's state, by index.
-func (p *Pool) Status() []WorkerStatus {
+func (p *Pool) Status() []Status {
 	all := p.sup.Status()
-	out := make([]WorkerStatus, 0, len(all))
+	out := make([]Status, 0, len(all))
 	for _, st := range all {
-		i, err := strconv.Atoi(strings.TrimPrefix(st.Name, p.cfg.Instance+"-"))
-		if err != nil {
-			continue
-		}
-		out = append(out, WorkerStatus{Index: i, Status: st})
+		out = append(out, p.status(st))
 	}
-	sort.Slice(out, func(a, b int) bool { return out[a].Index < out[b].Index })
+	sort.Slice(out, func(a, b int) bool { return out[a].Worker < out[b].Worker })
 	return out
 }
 
@@ -171,8 +240,11 @@ func (p *Pool) Scale(ctx context.Context, n int) error {
 	cur := p.desired
 	p.desired = n
 	p.mu.Unlock()
+	var addErr error
 	for i := cur; i < n; i++ {
-		p.sup.Add(ContainerID(p.cfg.Instance, i), p.newWorker(i))
+		if err := p.sup.Add(ContainerID(p.cfg.Instance, i), p.newWorker(i)); err != nil {
+			addErr = errors.Join(addErr, err)
+		}
 	}
 	var g errgroup.Group
 	for i := n; i < cur; i++ {
@@ -184,7 +256,7 @@ func (p *Pool) Scale(ctx context.Context, n int) error {
 		delete(p.workers, i)
 	}
 	p.mu.Unlock()
-	return err
+	return errors.Join(addErr, err)
 }
 
 // Restart stops worker i's container and starts a new one at once.
@@ -195,27 +267,45 @@ func (p *Pool) Restart(i int) error {
 	return p.sup.Restart(ContainerID(p.cfg.Instance, i))
 }
 
+// UnusableError is a rootfs or runc that disappeared under the pool.
+type UnusableError struct {
+	Path string
+	Err  error
+}
+
+func (e *UnusableError) Error() string {
+	return fmt.Sprintf("%s is gone (%v): no worker can start", e.Path, e.Err)
+}
+
+// Unwrap makes the error an ErrUnusable.
+func (e *UnusableError) Unwrap() []error { return []error{ErrUnusable, e.Err} }
+
 // usable reports, as a failure no restart can fix, a rootfs or runc that
 // disappeared.
 func (p *Pool) usable() error {
-	for _, path := range []string{p.cfg.Template.Rootfs, p.rt.Runc} {
+	for _, path := range []string{p.cfg.Template.Rootfs, p.rt.Runc()} {
 		if _, err := os.Stat(path); err != nil {
-			return fmt.Errorf("%s is gone (%w): restart mrtd to unpack it again", path, supervisor.ErrDoNotRestart)
+			return &UnusableError{Path: path, Err: unwrapPath(err)}
 		}
 	}
 	return nil
 }
 
-func (p *Pool) logEvent(ev supervisor.Event) {
-	index, _ := strconv.Atoi(strings.TrimPrefix(ev.Name, p.cfg.Instance+"-"))
-	kv := []any{"worker", index, "containerId", ev.Name, "restarts", ev.Restarts}
+func unwrapPath(err error) error {
+	if u := errors.Unwrap(err); u != nil {
+		return u
+	}
+	return err
+}
+
+func (p *Pool) logEvent(ev Event) {
+	kv := []any{"worker", ev.Worker, "containerId", ev.ContainerID, "restarts", ev.Restarts}
 	switch ev.State {
-	case supervisor.Running:
+	case Running:
 		p.log.Info("worker running", append(kv, "pid", ev.Pid)...)
-	case supervisor.BackingOff:
-		var start *container.StartError
-		if errors.As(ev.LastExit, &start) {
-			p.log.Error(nil, "worker failed to start", append(kv, "reason", start.Reason, "backoff", ev.Delay.Round(time.Millisecond).String())...)
+	case BackingOff:
+		if ev.Reason == ReasonStartFailed {
+			p.log.Error(nil, "worker failed to start", append(kv, "reason", ev.StartReason, "backoff", ev.Delay.Round(time.Millisecond).String())...)
 			return
 		}
 		exit := "exit status 0"
@@ -223,8 +313,8 @@ func (p *Pool) logEvent(ev supervisor.Event) {
 			exit = ev.LastExit.Error()
 		}
 		p.log.Info("worker exited", append(kv, "exit", exit, "backoff", ev.Delay.Round(time.Millisecond).String())...)
-	case supervisor.Stopped:
-		if errors.Is(ev.LastExit, supervisor.ErrDoNotRestart) {
+	case Stopped:
+		if errors.Is(ev.LastExit, ErrUnusable) {
 			p.log.Error(ev.LastExit, "worker cannot run", kv...)
 			return
 		}

@@ -46,11 +46,11 @@ func (w *worker) Serve(ctx context.Context, started func(pid int)) error {
 	p.mu.Lock()
 	opts := w.opts
 	p.mu.Unlock()
-	proc, err := p.rt.Start(ctx, w.id, opts, p.reaper, w.output)
+	proc, err := p.rt.Start(ctx, w.id, opts, w.output)
 	if err != nil {
 		return fmt.Errorf("starting worker %d: %w", w.index, err)
 	}
-	started(proc.Pid)
+	started(proc.Pid())
 	var exit reaper.Exit
 	select {
 	case exit = <-proc.Exited():
@@ -68,7 +68,7 @@ func (w *worker) Serve(ctx context.Context, started func(pid int)) error {
 
 // stop sends the stop signal, waits up to the stop timeout (or until the
 // daemon is told to kill at once), then kills.
-func (w *worker) stop(proc *container.Process) reaper.Exit {
+func (w *worker) stop(proc Process) reaper.Exit {
 	p := w.pool
 	if err := proc.Signal(p.cfg.StopSignal); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		w.log.Error(err, "sending the stop signal", "containerId", w.id)

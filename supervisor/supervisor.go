@@ -122,6 +122,8 @@ type Supervisor struct {
 	mu       sync.Mutex
 	services map[string]*entry
 	running  bool
+	// ended is closed when Run has returned; nil before Run.
+	ended chan struct{}
 }
 
 type entry struct {
@@ -159,38 +161,53 @@ func newEntry(name string, svc Service) *entry {
 }
 
 // Add registers a service under a unique name and, when Run is running,
-// starts it.
-func (s *Supervisor) Add(name string, svc Service) {
+// starts it. It fails for a name already taken, and with ErrNotRunning
+// once Run has returned.
+func (s *Supervisor) Add(name string, svc Service) error {
 	e := newEntry(name, svc)
 	s.mu.Lock()
 	if !s.running {
+		defer s.mu.Unlock()
+		if s.ended != nil {
+			return ErrNotRunning
+		}
+		if _, ok := s.services[name]; ok {
+			return fmt.Errorf("service %s exists", name)
+		}
 		s.services[name] = e
-		s.mu.Unlock()
-		return
+		return nil
 	}
+	ended := s.ended
 	s.mu.Unlock()
-	reply := make(chan error, 1)
-	s.cmds <- command{add: e, reply: reply}
-	<-reply
+	return s.send(context.Background(), command{add: e}, ended)
 }
 
 // Remove stops the service (as a cancellation stops it) and forgets it. It
 // returns once the service has stopped.
 func (s *Supervisor) Remove(ctx context.Context, name string) error {
 	s.mu.Lock()
-	running := s.running
+	running, ended := s.running, s.ended
 	s.mu.Unlock()
 	if !running {
 		return ErrNotRunning
 	}
-	reply := make(chan error, 1)
+	return s.send(ctx, command{remove: name}, ended)
+}
+
+// send hands c to Run and returns its answer. Run may return at any moment
+// before it takes c: then ended is closed and the answer is ErrNotRunning,
+// as suture's sendControl does, rather than a send that blocks forever.
+func (s *Supervisor) send(ctx context.Context, c command, ended <-chan struct{}) error {
+	c.reply = make(chan error, 1)
 	select {
-	case s.cmds <- command{remove: name, reply: reply}:
+	case s.cmds <- c:
+	case <-ended:
+		return ErrNotRunning
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 	select {
-	case err := <-reply:
+	case err := <-c.reply:
 		return err
 	case <-ctx.Done():
 		return ctx.Err()
@@ -254,7 +271,13 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		}()
 	}
 	s.mu.Lock()
+	if s.running || s.ended != nil {
+		s.mu.Unlock()
+		return errors.New("supervisor: Run called twice")
+	}
 	s.running = true
+	ended := make(chan struct{})
+	s.ended = ended
 	for _, e := range s.services {
 		start(e)
 	}
@@ -263,6 +286,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		s.mu.Lock()
 		s.running = false
 		s.mu.Unlock()
+		close(ended)
 	}()
 
 	var err error

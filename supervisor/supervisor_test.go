@@ -332,3 +332,66 @@ func TestRestartEndsBackoff(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// blocking is a service that runs until cancelled.
+type blocking struct{}
+
+func (blocking) Serve(ctx context.Context, started func(int)) error {
+	started(1)
+	<-ctx.Done()
+	return nil
+}
+
+func TestAddRefusesTakenNames(t *testing.T) {
+	t.Parallel()
+	s := New(Spec{})
+	if err := s.Add("a", blocking{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Add("a", blocking{}); err == nil {
+		t.Fatal("a second service named a was accepted before Run")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	// While Run runs, a taken name is refused by Run itself.
+	for deadline := time.Now().Add(10 * time.Second); s.Status()[0].State != Running; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("a never ran")
+		}
+	}
+	if err := s.Add("a", blocking{}); err == nil || errors.Is(err, ErrNotRunning) {
+		t.Fatalf("a second service named a while running: %v, want an error naming it", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAddAfterRunEndedFailsAtOnce: an Add or Remove racing with Run's
+// return never blocks; after it, both fail with ErrNotRunning.
+func TestAddAfterRunEndedFailsAtOnce(t *testing.T) {
+	t.Parallel()
+	for i := 0; i < 200; i++ {
+		s := New(Spec{})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx) }()
+		added := make(chan error, 1)
+		go func() { added <- s.Add(fmt.Sprint("w", i), blocking{}) }()
+		cancel()
+		select {
+		case <-added:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("round %d: Add blocked while Run returned", i)
+		}
+		<-done
+		if err := s.Add("late", blocking{}); !errors.Is(err, ErrNotRunning) {
+			t.Fatalf("Add after Run returned: %v, want ErrNotRunning", err)
+		}
+		if err := s.Remove(context.Background(), "late"); !errors.Is(err, ErrNotRunning) {
+			t.Fatalf("Remove after Run returned: %v, want ErrNotRunning", err)
+		}
+	}
+}

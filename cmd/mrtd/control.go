@@ -138,10 +138,10 @@ func (c *controlServer) handle(ctx context.Context, conn *net.UnixConn) {
 func (c *controlServer) status() controlResponse {
 	resp := controlResponse{Instance: c.instance, Desired: c.pool.Desired(), Workers: []workerStatus{}}
 	for _, st := range c.pool.Status() {
-		w := workerStatus{Worker: st.Index, ContainerID: st.Name, State: string(st.State), Pid: st.Pid, Since: st.Since, Restarts: st.Restarts}
+		w := workerStatus{Worker: st.Worker, ContainerID: st.ContainerID, State: string(st.State), Pid: st.Pid, Since: st.Since, Restarts: st.Restarts}
 		if st.LastExit != nil {
 			w.LastExit = st.LastExit.Error()
-		} else if st.Exited {
+		} else if st.Reason == pool.ReasonExited0 {
 			w.LastExit = "exit status 0"
 		}
 		resp.Workers = append(resp.Workers, w)

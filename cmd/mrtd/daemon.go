@@ -19,8 +19,6 @@ import (
 	"github.com/mrt-project/mrt/config"
 	"github.com/mrt-project/mrt/container"
 	"github.com/mrt-project/mrt/pool"
-	"github.com/mrt-project/mrt/reaper"
-	"github.com/mrt-project/mrt/supervisor"
 )
 
 // DemoWorker is the default rootfs's demo worker, the pool's default
@@ -96,32 +94,8 @@ func daemon(ctx context.Context, st *settings, args []string, log logr.Logger) e
 	}
 	defer lock.Close()
 
-	if err := reaper.SetSubreaper(); err != nil {
-		return fmt.Errorf("becoming a child subreaper: %w", err)
-	}
-	rp := reaper.New()
-	container.UseReaper(rp)
-	reaperCtx, stopReaper := context.WithCancel(context.Background())
-	defer stopReaper()
-	reaped := make(chan error, 1)
-	go func() { reaped <- rp.Run(reaperCtx) }()
-
-	// Containers of this instance in the runtime dir were left by an mrtd
-	// that crashed: we hold the instance lock.
-	removed, err := rt.RemoveStale(ctx, pc.Instance+"-")
-	for _, id := range removed {
-		log.Info("removed container left by an earlier mrtd", "containerId", id)
-	}
-	if err != nil {
-		return err
-	}
-
 	stopSignal, _ := config.ParseSignal(pc.StopSignal)
-	policy := supervisor.Always
-	if pc.Restart == config.RestartOnFailure {
-		policy = supervisor.OnFailure
-	}
-	var hooks []func(supervisor.Event)
+	var hooks []func(pool.Event)
 	var notify *notifier
 	if notifyEnabled() {
 		notify = newNotifier(log.WithName("systemd"), pc.Workers)
@@ -137,25 +111,26 @@ func daemon(ctx context.Context, st *settings, args []string, log logr.Logger) e
 		mtr = newMetrics(pc.Workers, p.runcVersion, p.rootfsDigest)
 		hooks = append(hooks, mtr.event)
 	}
-	hook := func(ev supervisor.Event) {
+	hook := func(ev pool.Event) {
 		for _, h := range hooks {
 			h(ev)
 		}
 	}
-	pl := pool.New(pool.Config{
+	pl, err := pool.New(pool.Config{
 		Workers:     pc.Workers,
 		Instance:    pc.Instance,
 		Template:    tmpl,
 		WorkerEnv:   workerEnv(st.workers),
 		StopSignal:  stopSignal,
 		StopTimeout: pc.StopTimeout,
-		Supervisor: supervisor.Spec{
-			BackoffMin: pc.BackoffMin,
-			BackoffMax: pc.BackoffMax,
-			Restart:    policy,
-			Hook:       hook,
-		},
-	}, rt, rp, log.WithName("pool"))
+		Restart:     pool.RestartPolicy(pc.Restart),
+		BackoffMin:  pc.BackoffMin,
+		BackoffMax:  pc.BackoffMax,
+		Hook:        hook,
+	}, rt, log.WithName("pool"))
+	if err != nil {
+		return err
+	}
 
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, unix.SIGINT, unix.SIGTERM)
@@ -277,8 +252,6 @@ func daemon(ctx context.Context, st *settings, args []string, log logr.Logger) e
 		return nil
 	})
 	err = g.Wait()
-	stopReaper()
-	<-reaped
 	if err != nil {
 		return err
 	}
@@ -291,12 +264,12 @@ func logStatus(log logr.Logger, pl *pool.Pool) {
 	fds, _ := os.ReadDir("/proc/self/fd")
 	log.Info("status", "goroutines", runtime.NumGoroutine(), "openFds", len(fds))
 	for _, st := range pl.Status() {
-		kv := []any{"containerId", st.Name, "state", string(st.State), "pid", st.Pid, "restarts", st.Restarts,
+		kv := []any{"containerId", st.ContainerID, "state", string(st.State), "pid", st.Pid, "restarts", st.Restarts,
 			"since", st.Since.Format(time.RFC3339Nano)}
 		if st.LastExit != nil {
 			kv = append(kv, "lastExit", st.LastExit.Error())
 		}
-		if st.State == supervisor.BackingOff {
+		if st.State == pool.BackingOff {
 			kv = append(kv, "backoffUntil", st.BackoffUntil.Format(time.RFC3339Nano))
 		}
 		log.Info("worker status", kv...)

@@ -12,7 +12,7 @@ import (
 
 	"github.com/go-logr/logr"
 
-	"github.com/mrt-project/mrt/supervisor"
+	"github.com/mrt-project/mrt/pool"
 )
 
 // cacheInShare makes a directory share holding a cache dir, in which the
@@ -203,16 +203,16 @@ func TestNotifierReadyWhenAWorkerCannotStart(t *testing.T) {
 	s := newSent()
 	n := newNotifier(logr.Discard(), 2)
 	n.send = s.send
-	ev := func(name string, state supervisor.State) {
-		n.event(supervisor.Event{Status: supervisor.Status{Name: name, State: state}})
+	ev := func(name string, state pool.State) {
+		n.event(pool.Event{Status: pool.Status{ContainerID: name, State: state}})
 	}
-	ev("w-0", supervisor.Starting)
-	ev("w-1", supervisor.Starting)
-	ev("w-1", supervisor.BackingOff) // its start failed
+	ev("w-0", pool.Starting)
+	ev("w-1", pool.Starting)
+	ev("w-1", pool.BackingOff) // its start failed
 	if strings.Contains(s.all(), "READY=1") {
 		t.Fatalf("READY before worker 0's first attempt: %q", s.all())
 	}
-	ev("w-0", supervisor.Running)
+	ev("w-0", pool.Running)
 	if !strings.Contains(s.all(), "READY=1\nSTATUS=1/2 workers running, 0 restarts") {
 		t.Fatalf("want READY=1 with 1/2 running once both tried: %q", s.all())
 	}

@@ -13,9 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/mrt-project/mrt/container"
 	"github.com/mrt-project/mrt/pool"
-	"github.com/mrt-project/mrt/supervisor"
 )
 
 // metrics are the pool's Prometheus metrics, fed by supervisor events.
@@ -67,54 +65,37 @@ func newMetrics(desired int, runcVersion, rootfsDigest string) *metrics {
 	return m
 }
 
-// event is a supervisor hook.
-func (m *metrics) event(ev supervisor.Event) {
+// event is a pool hook.
+func (m *metrics) event(ev pool.Event) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	name := ev.ContainerID
 	switch ev.State {
-	case supervisor.Starting:
-		m.starting[ev.Name] = ev.Since
+	case pool.Starting:
+		m.starting[name] = ev.Since
 		if ev.Restarts > 0 {
-			m.restarts.WithLabelValues(ev.Name, restartReason(ev.LastExit)).Inc()
+			m.restarts.WithLabelValues(name, string(ev.Reason)).Inc()
 		}
-		m.backoff.WithLabelValues(ev.Name).Set(0)
-	case supervisor.Running:
-		if t, ok := m.starting[ev.Name]; ok {
+		m.backoff.WithLabelValues(name).Set(0)
+	case pool.Running:
+		if t, ok := m.starting[name]; ok {
 			m.latency.Observe(ev.Since.Sub(t).Seconds())
-			delete(m.starting, ev.Name)
+			delete(m.starting, name)
 		}
-	case supervisor.BackingOff:
-		m.backoff.WithLabelValues(ev.Name).Set(ev.Delay.Seconds())
-	case supervisor.Stopped:
-		m.backoff.DeleteLabelValues(ev.Name)
+	case pool.BackingOff:
+		m.backoff.WithLabelValues(name).Set(ev.Delay.Seconds())
+	case pool.Stopped:
+		m.backoff.DeleteLabelValues(name)
 	}
-	if ev.State == supervisor.Running {
-		m.up[ev.Name] = true
+	if ev.State == pool.Running {
+		m.up[name] = true
 	} else {
-		delete(m.up, ev.Name)
+		delete(m.up, name)
 	}
 	m.running.Set(float64(len(m.up)))
 }
 
 func (m *metrics) setDesired(n int) { m.desired.Set(float64(n)) }
-
-// restartReason names how a run ended.
-func restartReason(err error) string {
-	var exit *pool.ExitError
-	var start *container.StartError
-	switch {
-	case err == nil:
-		return "exited_0"
-	case errors.As(err, &start):
-		return "start_failed"
-	case errors.As(err, &exit) && exit.Exit.Status.Signaled():
-		return "signaled"
-	case errors.As(err, &exit):
-		return "exited_nonzero"
-	default:
-		return "error"
-	}
-}
 
 // serve serves /metrics on ln until ctx is done.
 func (m *metrics) serve(ctx context.Context, ln net.Listener, log logr.Logger) {

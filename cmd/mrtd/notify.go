@@ -10,7 +10,7 @@ import (
 	sddaemon "github.com/coreos/go-systemd/v22/daemon"
 	"github.com/go-logr/logr"
 
-	"github.com/mrt-project/mrt/supervisor"
+	"github.com/mrt-project/mrt/pool"
 )
 
 // notifier reports the pool to systemd through NOTIFY_SOCKET: READY=1 once
@@ -52,18 +52,18 @@ func notifyEnabled() bool { return os.Getenv("NOTIFY_SOCKET") != "" }
 
 // event is the supervisor hook. It must not block: sending a datagram on a
 // unix socket does not.
-func (n *notifier) event(ev supervisor.Event) {
+func (n *notifier) event(ev pool.Event) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if ev.State == supervisor.Running {
-		n.running[ev.Name] = true
+	if ev.State == pool.Running {
+		n.running[ev.ContainerID] = true
 	} else {
-		delete(n.running, ev.Name)
+		delete(n.running, ev.ContainerID)
 	}
-	if ev.State != supervisor.Starting {
-		n.tried[ev.Name] = true
+	if ev.State != pool.Starting {
+		n.tried[ev.ContainerID] = true
 	}
-	if ev.State == supervisor.Starting && ev.Restarts > 0 {
+	if ev.State == pool.Starting && ev.Restarts > 0 {
 		n.restarts++
 	}
 	status := n.statusLine()

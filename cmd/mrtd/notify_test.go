@@ -14,7 +14,7 @@ import (
 
 	"github.com/go-logr/logr"
 
-	"github.com/mrt-project/mrt/supervisor"
+	"github.com/mrt-project/mrt/pool"
 )
 
 // sent records what a notifier sends.
@@ -43,22 +43,22 @@ func TestNotifierReadyAndStatus(t *testing.T) {
 	s := newSent()
 	n := newNotifier(logr.Discard(), 2)
 	n.send = s.send
-	ev := func(name string, state supervisor.State, restarts int) {
-		n.event(supervisor.Event{Status: supervisor.Status{Name: name, State: state, Restarts: restarts}})
+	ev := func(name string, state pool.State, restarts int) {
+		n.event(pool.Event{Status: pool.Status{ContainerID: name, State: state, Restarts: restarts}})
 	}
-	ev("w-0", supervisor.Starting, 0)
-	ev("w-1", supervisor.Starting, 0)
-	ev("w-0", supervisor.Running, 0)
+	ev("w-0", pool.Starting, 0)
+	ev("w-1", pool.Starting, 0)
+	ev("w-0", pool.Running, 0)
 	if strings.Contains(s.all(), "READY=1") {
 		t.Fatalf("READY before every worker runs: %s", s.all())
 	}
-	ev("w-1", supervisor.Running, 0)
+	ev("w-1", pool.Running, 0)
 	if !strings.Contains(s.all(), "READY=1\nSTATUS=2/2 workers running, 0 restarts") {
 		t.Fatalf("want READY=1 with the status once both run: %q", s.all())
 	}
-	ev("w-1", supervisor.BackingOff, 0)
-	ev("w-1", supervisor.Starting, 1)
-	ev("w-1", supervisor.Running, 1)
+	ev("w-1", pool.BackingOff, 0)
+	ev("w-1", pool.Starting, 1)
+	ev("w-1", pool.Running, 1)
 	if n := strings.Count(s.all(), "READY=1"); n != 1 {
 		t.Errorf("READY=1 sent %d times", n)
 	}

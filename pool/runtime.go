@@ -1,0 +1,64 @@
+package pool
+
+import (
+	"context"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/mrt-project/mrt/container"
+	"github.com/mrt-project/mrt/reaper"
+)
+
+// Runtime starts and removes the workers' containers. The real one is
+// runcRuntime, over *container.Runtime and the pool's reaper; tests use a
+// fake.
+type Runtime interface {
+	// Start starts a detached container; each line it prints goes to out.
+	Start(ctx context.Context, id string, o container.Options, out container.Output) (Process, error)
+	// Delete removes a container whose init has exited, once every line
+	// it printed went to its Output.
+	Delete(ctx context.Context, p Process) error
+	// RemoveStale removes the containers whose id starts with prefix that
+	// an earlier process left, and returns their ids.
+	RemoveStale(ctx context.Context, prefix string) ([]string, error)
+	// Runc is the runc binary, which must stay in place.
+	Runc() string
+}
+
+// Process is a started container.
+type Process interface {
+	Pid() int
+	// Exited receives the container init's exit once.
+	Exited() <-chan reaper.Exit
+	// Signal signals the container's init; os.ErrProcessDone once it
+	// exited.
+	Signal(sig unix.Signal) error
+}
+
+// runcRuntime is the real Runtime.
+type runcRuntime struct {
+	rt *container.Runtime
+	rp *reaper.Reaper
+}
+
+func (r runcRuntime) Start(ctx context.Context, id string, o container.Options, out container.Output) (Process, error) {
+	p, err := r.rt.Start(ctx, id, o, r.rp, out)
+	if err != nil {
+		return nil, err
+	}
+	return runcProcess{p}, nil
+}
+
+func (r runcRuntime) Delete(ctx context.Context, p Process) error {
+	return r.rt.Delete(ctx, p.(runcProcess).Process)
+}
+
+func (r runcRuntime) RemoveStale(ctx context.Context, prefix string) ([]string, error) {
+	return r.rt.RemoveStale(ctx, prefix)
+}
+
+func (r runcRuntime) Runc() string { return r.rt.Runc }
+
+type runcProcess struct{ *container.Process }
+
+func (p runcProcess) Pid() int { return p.Process.Pid }
