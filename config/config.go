@@ -26,7 +26,8 @@ const (
 // runs as root: nobody and nogroup on Debian.
 const DefaultHostID = 65534
 
-// Config is what one container (and, later, each worker) is made from.
+// Config is what one container is made from: the container of mrtd run, and
+// the template of every worker of the pool.
 type Config struct {
 	// Rootfs is a directory, a .tar or .tar.zst archive, or "" for the
 	// embedded rootfs.

@@ -115,9 +115,12 @@ func (rt *Runtime) Start(ctx context.Context, id string, o Options, rp *reaper.R
 	if err == nil {
 		p.Pid, err = strconv.Atoi(strings.TrimSpace(string(data)))
 	}
-	if err != nil || p.Pid <= 1 {
+	if err == nil && p.Pid <= 1 {
+		err = fmt.Errorf("pid file holds %q", strings.TrimSpace(string(data)))
+	}
+	if err != nil {
 		rt.abandon(ctx, p)
-		return nil, fmt.Errorf("reading the pid of container %s: %v", id, err)
+		return nil, fmt.Errorf("reading the pid of container %s: %w", id, err)
 	}
 	// pidfd first, then Watch: if the init exited (and was reaped) before
 	// Watch, Watch has its exit already and the pidfd, which may name a new

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -221,7 +222,7 @@ func TestPackContent(t *testing.T) {
 	for _, e := range entries {
 		names = append(names, e.hdr.Name)
 	}
-	if !equalStrings(names, wantOrder) {
+	if !slices.Equal(names, wantOrder) {
 		t.Errorf("entries %q, want %q", names, wantOrder)
 	}
 	for i := 1; i < len(names); i++ {
@@ -336,7 +337,7 @@ func TestPackFile(t *testing.T) {
 			t.Errorf("%s: %v, %v; want mode 0644", p, fi.Mode(), err)
 		}
 	}
-	if got := dirNamesOf(t, outDir); !equalStrings(got, []string{"rootfs.tar.zst", "rootfs.tar.zst.sha256"}) {
+	if got := dirNamesOf(t, outDir); !slices.Equal(got, []string{"rootfs.tar.zst", "rootfs.tar.zst.sha256"}) {
 		t.Errorf("output dir holds %q", got)
 	}
 
@@ -406,16 +407,4 @@ func dirNamesOf(t *testing.T, dir string) []string {
 		names = append(names, e.Name())
 	}
 	return names
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
