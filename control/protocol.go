@@ -1,0 +1,48 @@
+package control
+
+import (
+	"path/filepath"
+	"time"
+)
+
+// Request is one command to the daemon.
+type Request struct {
+	// Command is "status", "scale" or "restart".
+	Command string `json:"command"`
+	// Workers is the worker count scale asks for.
+	Workers int `json:"workers,omitempty"`
+	// Worker is the index of the worker restart replaces; nil is refused.
+	Worker *int `json:"worker,omitempty"`
+}
+
+// Response is the daemon's answer: the pool's status after the command.
+// Error is set when the command failed or was refused; a refused peer gets
+// Error alone.
+type Response struct {
+	Error    string         `json:"error,omitempty"`
+	Instance string         `json:"instance"`
+	Desired  int            `json:"desired"`
+	Workers  []WorkerStatus `json:"workers"`
+}
+
+// WorkerStatus is one worker's state as the protocol carries it.
+type WorkerStatus struct {
+	Worker      int    `json:"worker"`
+	ContainerID string `json:"containerId"`
+	// State is the worker's state: "starting", "running", "backoff",
+	// "stopping" or "stopped".
+	State string `json:"state"`
+	// Pid is the container's init, when it runs.
+	Pid int `json:"pid,omitempty"`
+	// Since is when the worker entered State.
+	Since    time.Time `json:"since"`
+	Restarts int       `json:"restarts"`
+	// LastExit says how the worker's last container ended ("exit status
+	// 0" for a clean exit); empty when none has ended yet.
+	LastExit string `json:"lastExit,omitempty"`
+}
+
+// SocketPath is the control socket of an instance: <runtimeDir>/<instance>.sock.
+func SocketPath(runtimeDir, instance string) string {
+	return filepath.Join(runtimeDir, instance+".sock")
+}
