@@ -87,6 +87,9 @@ type Cache struct {
 type Ref struct {
 	// Path is the runc binary or the rootfs directory.
 	Path string
+	// Digest is the sha256 of what the entry was made from (the runc
+	// binary, the archive), or empty for a directory used in place.
+	Digest string
 	// Extracted is true when this call created the entry.
 	Extracted bool
 	lock      *fileLock
@@ -108,46 +111,70 @@ type CacheError struct {
 	// when empty, the directory as a whole is not usable.
 	Op  string
 	Err error
-	// Fix says what to do; by default, pass another --cache-dir.
-	Fix string
+	// Remedy says what would help. Error does not print it: how the user
+	// chooses another cache dir is the caller's to say.
+	Remedy Remedy
 }
 
 func (e *CacheError) Error() string {
-	fix := e.Fix
-	if fix == "" {
-		fix = "pass --cache-dir with a writable directory"
-	}
 	if e.Op != "" {
-		return fmt.Sprintf("%s cache dir %s failed: %v (%s)", e.Op, e.Dir, e.Err, fix)
+		return fmt.Sprintf("%s cache dir %s failed: %v", e.Op, e.Dir, e.Err)
 	}
-	return fmt.Sprintf("cache dir %s is not usable: %v (%s)", e.Dir, e.Err, fix)
+	return fmt.Sprintf("cache dir %s is not usable: %v", e.Dir, e.Err)
 }
 
 func (e *CacheError) Unwrap() error { return e.Err }
 
+// Remedy is what would make a cache dir usable, for the caller to word in
+// its own terms (the flag or setting that chooses the cache dir).
+type Remedy int
+
+const (
+	// WritableDir: use another cache dir, one this process can write
+	// into. The zero Remedy.
+	WritableDir Remedy = iota
+	// FreeSpace: free space on the cache's filesystem, or use a cache dir
+	// on another filesystem.
+	FreeSpace
+	// RaiseQuota: free space or raise the disk quota, or use a cache dir
+	// on another filesystem.
+	RaiseQuota
+	// CheckFilesystem: a write failed for no reason of space or
+	// permission; check the filesystem (the kernel log may say more), or
+	// use a cache dir on another filesystem.
+	CheckFilesystem
+	// FillOnce: a cache this process cannot write into lacks an entry;
+	// fill it once with a process that may write there, or use a writable
+	// cache dir.
+	FillOnce
+	// RootOnlyDir: as root, use a cache dir owned by root, in directories
+	// only root can write (such as /var/cache/mrtd).
+	RootOnlyDir
+)
+
 // writeError reports err, met while op wrote into the cache, with what to do
 // about it: the archive is not at fault.
 func (c *Cache) writeError(op string, err error) error {
-	fix := "pass --cache-dir with a writable directory"
+	remedy := WritableDir
 	switch {
 	case errors.Is(err, unix.ENOSPC):
-		fix = "free space on its filesystem, or pass --cache-dir on another filesystem"
+		remedy = FreeSpace
 	case errors.Is(err, unix.EDQUOT):
-		fix = "free space or raise the disk quota, or pass --cache-dir on another filesystem"
+		remedy = RaiseQuota
 	case errors.Is(err, unix.EROFS), errors.Is(err, unix.EACCES), errors.Is(err, unix.EPERM):
 	default:
-		fix = "check its filesystem (the kernel log may say more), or pass --cache-dir on another filesystem"
+		remedy = CheckFilesystem
 	}
-	return &CacheError{Dir: c.Dir, Op: op, Err: err, Fix: fix}
+	return &CacheError{Dir: c.Dir, Op: op, Err: err, Remedy: remedy}
 }
 
 // readOnlyError reports an entry missing from a cache this process cannot
 // write into; why is the reason it cannot.
 func (c *Cache) readOnlyError(entry string, why error) error {
 	return &CacheError{
-		Dir: c.Dir,
-		Err: fmt.Errorf("it does not hold %s yet and cannot be written: %w", entry, why),
-		Fix: "fill it once with an mrtd that may write there, or pass --cache-dir with a writable directory",
+		Dir:    c.Dir,
+		Err:    fmt.Errorf("it does not hold %s yet and cannot be written: %w", entry, why),
+		Remedy: FillOnce,
 	}
 }
 
@@ -255,9 +282,9 @@ func (c *Cache) checkRootOnly() error {
 		}
 		if why != "" {
 			return &CacheError{
-				Dir: c.Dir,
-				Err: fmt.Errorf("as root, mrtd keeps runc and the rootfs only where no other user can change them, but %s", why),
-				Fix: "pass a --cache-dir owned by root, in directories only root can write, such as /var/cache/mrtd",
+				Dir:    c.Dir,
+				Err:    fmt.Errorf("as root, mrtd keeps runc and the rootfs only where no other user can change them, but %s", why),
+				Remedy: RootOnlyDir,
 			}
 		}
 		return nil
@@ -322,13 +349,13 @@ func (c *Cache) Runc(data []byte, digest string) (*Ref, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := filepath.Join(c.Dir, "runc-"+digest)
+	p := c.RuncPath(digest)
 	ref, err := c.useLock(p+".lock", readOnly)
 	if err != nil {
 		return nil, err
 	}
 	if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Size() == int64(len(data)) {
-		return &Ref{Path: p, lock: ref}, nil
+		return &Ref{Path: p, Digest: digest, lock: ref}, nil
 	}
 	if readOnly != nil {
 		ref.Unlock()
@@ -341,7 +368,7 @@ func (c *Cache) Runc(data []byte, digest string) (*Ref, error) {
 	}
 	defer wl.Unlock()
 	if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Size() == int64(len(data)) {
-		return &Ref{Path: p, lock: ref}, nil
+		return &Ref{Path: p, Digest: digest, lock: ref}, nil
 	}
 	if err := c.writeRunc(p, data, digest); err != nil {
 		ref.Unlock()
@@ -353,7 +380,7 @@ func (c *Cache) Runc(data []byte, digest string) (*Ref, error) {
 		}
 		return nil, err
 	}
-	return &Ref{Path: p, Extracted: true, lock: ref}, nil
+	return &Ref{Path: p, Digest: digest, Extracted: true, lock: ref}, nil
 }
 
 func (c *Cache) writeRunc(p string, data []byte, digest string) error {
@@ -414,9 +441,21 @@ var (
 	}
 )
 
-// Key returns the cache key an archive with this digest is extracted under:
+// RuncPath is where the runc binary with this digest is, or would be, in
+// the cache: for Prune's keep list.
+func (c *Cache) RuncPath(digest string) string {
+	return filepath.Join(c.Dir, "runc-"+digest)
+}
+
+// RootfsPath is where the tree extracted from an archive with this digest
+// is, or would be, in the cache: for Prune's keep list.
+func (c *Cache) RootfsPath(digest string) string {
+	return filepath.Join(c.Dir, "rootfs", key(digest))
+}
+
+// key returns the cache key an archive with this digest is extracted under:
 // the digest itself.
-func (c *Cache) Key(digest string) string {
+func key(digest string) string {
 	return digest
 }
 
@@ -430,18 +469,17 @@ func (c *Cache) Rootfs(a *Archive) (*Ref, error) {
 	if err != nil {
 		return nil, err
 	}
-	key := c.Key(a.Digest)
-	final := filepath.Join(c.Dir, "rootfs", key)
+	final := c.RootfsPath(a.Digest)
 	ref, err := c.useLock(final+".lock", readOnly)
 	if err != nil {
 		return nil, err
 	}
 	if fi, err := os.Stat(final); err == nil && fi.IsDir() {
-		return &Ref{Path: final, lock: ref}, nil
+		return &Ref{Path: final, Digest: a.Digest, lock: ref}, nil
 	}
 	if readOnly != nil {
 		ref.Unlock()
-		return nil, c.readOnlyError("rootfs/"+short(key), readOnly)
+		return nil, c.readOnlyError("rootfs/"+short(key(a.Digest)), readOnly)
 	}
 	wl, err := c.writeLock()
 	if err != nil {
@@ -450,7 +488,7 @@ func (c *Cache) Rootfs(a *Archive) (*Ref, error) {
 	}
 	defer wl.Unlock()
 	if fi, err := os.Stat(final); err == nil && fi.IsDir() {
-		return &Ref{Path: final, lock: ref}, nil
+		return &Ref{Path: final, Digest: a.Digest, lock: ref}, nil
 	}
 	// Holding the write lock, no extraction is under way: temporary
 	// directories are what a killed process left behind.
@@ -465,7 +503,7 @@ func (c *Cache) Rootfs(a *Archive) (*Ref, error) {
 		}
 		return nil, err
 	}
-	return &Ref{Path: final, Extracted: true, lock: ref}, nil
+	return &Ref{Path: final, Digest: a.Digest, Extracted: true, lock: ref}, nil
 }
 
 func (c *Cache) extractInto(a *Archive, final string) error {
@@ -477,7 +515,7 @@ func (c *Cache) extractInto(a *Archive, final string) error {
 	ok := false
 	defer func() {
 		if !ok {
-			removeTree(tmp)
+			RemoveTree(tmp)
 		}
 	}()
 	rc, err := a.Open()
@@ -556,7 +594,7 @@ func (c *Cache) removeTemps() {
 			if strings.HasPrefix(e.Name(), ".tmp-") {
 				p := filepath.Join(dir, e.Name())
 				c.Log.Info("removing leftover from an interrupted extraction", "path", p)
-				removeTree(p)
+				RemoveTree(p)
 			}
 		}
 	}
@@ -623,25 +661,11 @@ func (c *Cache) Prune(keep ...string) error {
 		// Rename first: a tree half removed must never look complete.
 		trash := filepath.Join(filepath.Dir(p), ".tmp-gc-"+filepath.Base(p))
 		if err := os.Rename(p, trash); err == nil {
-			removeTree(trash)
+			RemoveTree(trash)
 			c.Log.Info("removed unused cache entry", "path", p)
 		}
 		os.Remove(p + ".lock")
 		l.Unlock()
 	}
 	return nil
-}
-
-// removeTree removes p, making read-only directories writable first.
-func removeTree(p string) error {
-	if err := os.RemoveAll(p); err == nil {
-		return nil
-	}
-	filepath.WalkDir(p, func(q string, d fs.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			os.Chmod(q, 0o700)
-		}
-		return nil
-	})
-	return os.RemoveAll(p)
 }

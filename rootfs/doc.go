@@ -1,13 +1,24 @@
-// Package rootfs holds what mrtd carries inside its binary, runc and a
-// compressed root filesystem, and the on-disk cache they are unpacked into.
+// Package rootfs is where a worker's root filesystem comes from: the
+// sources of a root filesystem, the on-disk cache they are unpacked into,
+// safe extraction of untrusted archives, and the locks that let processes
+// share the cache. It also carries what mrtd embeds in its binary: runc and
+// a compressed root filesystem (Builtin).
 //
-// The cache is content-addressed: runc is written once as runc-<sha256>, and
-// a rootfs archive is extracted once into rootfs/<sha256>/ through a
-// temporary sibling that is synced to disk, then renamed into place under a
-// file lock, and the rename synced in turn. A complete entry is one whose
-// directory exists, so a warm start costs a stat. Every process that uses an
-// entry holds a shared lock on its .lock file for as long as it runs; entries
-// nobody holds are removed by the next process that prepares the cache.
+// Prepare is the entry point: it finds or unpacks runc and the rootfs that
+// its Options name, and prunes the cache. A Source says where the rootfs
+// comes from: the embedded archive (*Embedded), a directory used in place
+// (Dir) or an archive file (ArchiveFile); an image from a registry is the
+// next.
+//
+// The cache is content-addressed, and its layout is the Cache's alone
+// (RuncPath and RootfsPath give it to callers that must name an entry):
+// runc is written once as runc-<sha256>, and a rootfs archive is extracted
+// once into rootfs/<sha256>/ through a temporary sibling that is synced to
+// disk, then renamed into place under a file lock, and the rename synced in
+// turn. A complete entry is one whose directory exists, so a warm start
+// costs a stat. Every process that uses an entry holds a shared lock on its
+// .lock file for as long as it runs; entries nobody holds are removed by the
+// next process that prepares the cache.
 //
 // A cache the process cannot write into (a read-only mount, a pre-filled
 // directory of another user) serves the entries it holds and fails, saying
@@ -18,5 +29,9 @@
 // Archives are untrusted: extraction refuses any entry that would land
 // outside the target and never follows a symlink it did not create itself as
 // a directory. Errors reading the archive blame the archive; errors writing
-// the tree name the cache dir and what to do.
+// the tree name the cache dir and carry a Remedy. No error names a flag or
+// a build step: the caller, which knows its flags, words what to do.
+//
+// rootfs imports none of mrtd's other packages; the daemon and cmd/mrtd
+// import it.
 package rootfs

@@ -8,8 +8,13 @@ import (
 	"strings"
 )
 
-// ErrNotEmbedded is returned by Builtin in a binary built without assets.
-var ErrNotEmbedded = errors.New("this mrtd was built without embedded runc and rootfs: build it with `make`, or pass --runc and --rootfs")
+// ErrNotEmbedded is returned by Builtin in a binary built without assets,
+// and by Prepare when it would need them.
+var ErrNotEmbedded = errors.New("this mrtd was built without embedded runc and rootfs")
+
+// ErrMalformedDigests is returned by Builtin when the digests recorded at
+// build time are not sha256 digests: the build went wrong.
+var ErrMalformedDigests = errors.New("embedded asset digests are malformed")
 
 // Embedded describes the runc binary and rootfs archive carried by mrtd,
 // with the sha256 digests recorded when they were built.
@@ -30,10 +35,18 @@ func newEmbedded(runc []byte, runcSum, runcVersion string, rootfs []byte, rootfs
 		RootfsDigest: firstField(rootfsSum),
 	}
 	if !validDigest(e.RuncDigest) || !validDigest(e.RootfsDigest) {
-		return nil, errors.New("embedded asset digests are malformed: rebuild mrtd with `make`")
+		return nil, ErrMalformedDigests
 	}
 	return e, nil
 }
+
+// Open extracts the embedded rootfs into c, unless it is there already, and
+// returns the tree in use: the embedded rootfs is a Source.
+func (e *Embedded) Open(c *Cache) (*Ref, error) {
+	return c.Rootfs(e.RootfsArchive())
+}
+
+func (e *Embedded) String() string { return "embedded rootfs" }
 
 // RootfsArchive returns the embedded rootfs as an Archive for Cache.Rootfs.
 func (e *Embedded) RootfsArchive() *Archive {
@@ -69,7 +82,8 @@ func validDigest(d string) bool {
 }
 
 // DigestMismatchError reports an archive whose content does not hash to the
-// digest it was recorded with.
+// digest it was recorded with. What to do (rebuild the binary that carries
+// it, choose another rootfs) is the caller's to say.
 type DigestMismatchError struct {
 	Name     string
 	Expected string
@@ -77,7 +91,7 @@ type DigestMismatchError struct {
 }
 
 func (e *DigestMismatchError) Error() string {
-	return fmt.Sprintf("%s is corrupt: sha256 %s, expected %s (rebuild mrtd with `make`, or pass another --rootfs)", e.Name, short(e.Actual), short(e.Expected))
+	return fmt.Sprintf("%s is corrupt: sha256 %s, expected %s", e.Name, short(e.Actual), short(e.Expected))
 }
 
 func short(d string) string {

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -392,10 +393,10 @@ func TestExtractRejectsUnsafeEntries(t *testing.T) {
 				}
 
 				// Nothing was written beside the target.
-				if got, want := dirNames(t, base), []string{"outside", "root"}; !equalStrings(got, want) {
+				if got, want := dirNames(t, base), []string{"outside", "root"}; !slices.Equal(got, want) {
 					t.Errorf("base holds %q, want %q", got, want)
 				}
-				if got, want := dirNames(t, outside), []string{"secret"}; !equalStrings(got, want) {
+				if got, want := dirNames(t, outside), []string{"secret"}; !slices.Equal(got, want) {
 					t.Errorf("outside holds %q, want %q", got, want)
 				}
 				if b, err := os.ReadFile(filepath.Join(outside, "secret")); err != nil || string(b) != secret {
@@ -415,18 +416,6 @@ func TestExtractRejectsUnsafeEntries(t *testing.T) {
 			})
 		}
 	}
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // goodArchive returns the entries of a well-formed rootfs archive, without
@@ -710,7 +699,7 @@ func TestExtractEmptyTar(t *testing.T) {
 	if _, err := extract(bytes.NewReader(makeTar(t)), root, extractOptions{}); err != nil {
 		t.Fatalf("extract of an empty tar: %v", err)
 	}
-	if got := dirNames(t, root); !equalStrings(got, []string{"dev", "proc", "run", "sys", "tmp"}) {
+	if got := dirNames(t, root); !slices.Equal(got, []string{"dev", "proc", "run", "sys", "tmp"}) {
 		t.Errorf("root holds %q, want only the mount points", got)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -100,6 +101,18 @@ func assertOneLine(t *testing.T, err error, want []string, unwanted ...string) {
 	}
 }
 
+// assertRemedy checks that err is a *CacheError that says what would help:
+// the caller words it.
+func assertRemedy(t *testing.T, err error, want Remedy) {
+	t.Helper()
+	var ce *CacheError
+	if !errors.As(err, &ce) {
+		t.Errorf("error %v (%T) is not a *CacheError", err, err)
+	} else if ce.Remedy != want {
+		t.Errorf("CacheError.Remedy = %d, want %d", ce.Remedy, want)
+	}
+}
+
 // TestRootfsNoSpace fills a 1 MiB filesystem: the error names the cache dir
 // and what to do, blames no archive, and leaves no partial entry.
 func TestRootfsNoSpace(t *testing.T) {
@@ -121,7 +134,8 @@ func TestRootfsNoSpace(t *testing.T) {
 	if !errors.Is(err, syscall.ENOSPC) {
 		t.Errorf("Rootfs: %v, want ENOSPC", err)
 	}
-	assertOneLine(t, err, []string{c.Dir, "no space left on device", "free space", "--cache-dir"}, "truncated", "corrupt")
+	assertOneLine(t, err, []string{c.Dir, "no space left on device"}, "truncated", "corrupt")
+	assertRemedy(t, err, FreeSpace)
 	// No partial entry: no tree, no temporary directory, no lock file.
 	if names := dirNames(t, filepath.Join(c.Dir, "rootfs")); len(names) != 0 {
 		t.Errorf("rootfs dir holds %q after the failure, want nothing", names)
@@ -134,7 +148,8 @@ func TestRootfsNoSpace(t *testing.T) {
 		rref.Close()
 		t.Fatal("Runc into a full filesystem succeeded")
 	}
-	assertOneLine(t, err, []string{c.Dir, "no space left on device", "free space", "--cache-dir"})
+	assertOneLine(t, err, []string{c.Dir, "no space left on device"})
+	assertRemedy(t, err, FreeSpace)
 	for _, n := range dirNames(t, c.Dir) {
 		if n != "rootfs" && n != "lock" {
 			t.Errorf("cache dir holds %s after the failure", n)
@@ -295,14 +310,16 @@ func checkReadOnly(t *testing.T, c *Cache, a, other *Archive, data []byte, why e
 	if !errors.As(err, &ce) || !errors.Is(err, why) {
 		t.Errorf("cold Rootfs: %v (%T), want a CacheError wrapping %v", err, err, why)
 	}
-	assertOneLine(t, err, []string{c.Dir, "rootfs/" + short(other.Digest), why.Error(), "--cache-dir"})
+	assertOneLine(t, err, []string{c.Dir, "rootfs/" + short(other.Digest), why.Error()})
+	assertRemedy(t, err, FillOnce)
 	more := []byte("another runc")
 	if _, err := c.Runc(more, sha256Hex(more)); err == nil || !errors.Is(err, why) {
 		t.Errorf("cold Runc in a read-only cache: %v, want an error wrapping %v", err, why)
 	} else {
-		assertOneLine(t, err, []string{c.Dir, "runc-" + short(sha256Hex(more)), "--cache-dir"})
+		assertOneLine(t, err, []string{c.Dir, "runc-" + short(sha256Hex(more))})
+		assertRemedy(t, err, FillOnce)
 	}
-	if after := dirNames(t, filepath.Join(c.Dir, "rootfs")); !equalStrings(before, after) {
+	if after := dirNames(t, filepath.Join(c.Dir, "rootfs")); !slices.Equal(before, after) {
 		t.Errorf("rootfs dir changed from %q to %q", before, after)
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 
 	"github.com/go-logr/logr"
 	"golang.org/x/sys/unix"
@@ -92,98 +91,35 @@ type prepared struct {
 	// runcVersion and rootfsDigest describe them for mrtd_build_info:
 	// "external" for a --runc binary, "dir" for a --rootfs directory.
 	runcVersion, rootfsDigest string
-	refs                      []*rootfs.Ref
-	cache                     *rootfs.Cache
+	held                      *rootfs.Prepared
 }
 
-func (p *prepared) Close() {
-	for _, r := range p.refs {
-		r.Close()
-	}
-}
+func (p *prepared) Close() { p.held.Close() }
 
 // prepare finds or unpacks runc and the rootfs that cfg names.
 func prepare(cfg config.Config, log logr.Logger) (*prepared, error) {
-	rootless := os.Geteuid() != 0
 	kind, err := cfg.RootfsKind()
 	if err != nil {
 		return nil, err
 	}
-	cache := &rootfs.Cache{
-		Dir: cfg.CacheDir,
-		// setuid and setgid bits are useless under no_new_privs, and
-		// harmful on the host: drop them always.
-		DropSetID: true,
-		Log:       log.WithName("assets"),
-	}
-	if !rootless {
-		// Root's containers run what the cache holds, so no host uid but
-		// root may change it, not even the unprivileged one container root
-		// maps to: that uid sees the tree as owned by the overflow uid, and
-		// reads and runs it through its "other" permission bits.
-		cache.RootOwned = true
-	}
-	p := &prepared{cache: cache, runc: cfg.Runc, runcVersion: "external", rootfsDigest: "dir"}
-
-	emb, err := rootfs.Builtin()
-	if err != nil && (cfg.Runc == "" || kind == config.RootfsEmbedded) {
-		return nil, err
-	}
-	if p.runc == "" {
-		ref, err := cache.Runc(emb.Runc, emb.RuncDigest)
-		if err != nil {
-			return nil, err
-		}
-		p.refs = append(p.refs, ref)
-		p.runc = ref.Path
-		p.runcVersion = emb.RuncVersion
-	}
-
-	var archive *rootfs.Archive
+	var src rootfs.Source // nil: the embedded rootfs
 	switch kind {
 	case config.RootfsDir:
-		if p.rootfs, err = filepath.Abs(cfg.Rootfs); err != nil {
-			p.Close()
-			return nil, err
-		}
-		if err := checkMountPoints(p.rootfs); err != nil {
-			p.Close()
-			return nil, err
-		}
+		src = rootfs.Dir(cfg.Rootfs)
 	case config.RootfsArchive:
-		if archive, err = rootfs.FileArchive(cfg.Rootfs); err != nil {
-			p.Close()
-			return nil, err
-		}
-	default:
-		archive = emb.RootfsArchive()
+		src = rootfs.ArchiveFile(cfg.Rootfs)
 	}
-	if archive != nil {
-		ref, err := cache.Rootfs(archive)
-		if err != nil {
-			p.Close()
-			return nil, err
-		}
-		p.refs = append(p.refs, ref)
-		p.rootfs = ref.Path
-		p.rootfsDigest = archive.Digest
+	held, err := rootfs.Prepare(rootfs.Options{
+		Rootfs:    src,
+		Runc:      cfg.Runc,
+		CacheDir:  cfg.CacheDir,
+		RootOwned: os.Geteuid() == 0,
+	}, log)
+	if err != nil {
+		return nil, rootfsError(err)
 	}
-	if len(p.refs) > 0 {
-		// Remove what no process uses, but keep this binary's own assets
-		// even when this run overrides them: the next run will want them.
-		keep := []string{p.rootfs}
-		for _, r := range p.refs {
-			keep = append(keep, r.Path)
-		}
-		if emb != nil {
-			keep = append(keep, filepath.Join(cache.Dir, "runc-"+emb.RuncDigest),
-				filepath.Join(cache.Dir, "rootfs", cache.Key(emb.RootfsDigest)))
-		}
-		if err := cache.Prune(keep...); err != nil {
-			log.Error(err, "pruning the cache")
-		}
-	}
-	if !rootless {
+	p := &prepared{runc: held.Runc, rootfs: held.Rootfs, runcVersion: held.RuncVersion, rootfsDigest: held.RootfsDigest, held: held}
+	if os.Geteuid() == 0 {
 		if err := container.CheckReachable(p.rootfs, uint32(cfg.HostUID), uint32(cfg.HostGID)); err != nil {
 			p.Close()
 			return nil, err
@@ -192,18 +128,35 @@ func prepare(cfg config.Config, log logr.Logger) (*prepared, error) {
 	return p, nil
 }
 
-// checkMountPoints reports the mount points a rootfs directory lacks.
-func checkMountPoints(dir string) error {
-	var missing []string
-	for _, mp := range rootfs.MountPoints {
-		if fi, err := os.Stat(filepath.Join(dir, mp)); err != nil || !fi.IsDir() {
-			missing = append(missing, "/"+mp)
-		}
+// cacheDirFixes say what to do about a rootfs.CacheError, in mrtd's flags.
+var cacheDirFixes = map[rootfs.Remedy]string{
+	rootfs.WritableDir:     "pass --cache-dir with a writable directory",
+	rootfs.FreeSpace:       "free space on its filesystem, or pass --cache-dir on another filesystem",
+	rootfs.RaiseQuota:      "free space or raise the disk quota, or pass --cache-dir on another filesystem",
+	rootfs.CheckFilesystem: "check its filesystem (the kernel log may say more), or pass --cache-dir on another filesystem",
+	rootfs.FillOnce:        "fill it once with an mrtd that may write there, or pass --cache-dir with a writable directory",
+	rootfs.RootOnlyDir:     "pass a --cache-dir owned by root, in directories only root can write, such as /var/cache/mrtd",
+}
+
+// rootfsError adds to an error of package rootfs what to do about it, in
+// mrtd's flags and build: the package itself knows neither.
+func rootfsError(err error) error {
+	var mp *rootfs.MountPointsError
+	var dm *rootfs.DigestMismatchError
+	var ce *rootfs.CacheError
+	switch {
+	case errors.Is(err, rootfs.ErrNotEmbedded):
+		return fmt.Errorf("%w: build it with `make`, or pass --runc and --rootfs", err)
+	case errors.Is(err, rootfs.ErrMalformedDigests):
+		return fmt.Errorf("%w: rebuild mrtd with `make`", err)
+	case errors.As(err, &mp):
+		return &config.UsageError{Err: fmt.Errorf("--rootfs %w", err)}
+	case errors.As(err, &dm):
+		return fmt.Errorf("%w (rebuild mrtd with `make`, or pass another --rootfs)", err)
+	case errors.As(err, &ce):
+		return fmt.Errorf("%w (%s)", err, cacheDirFixes[ce.Remedy])
 	}
-	if len(missing) > 0 {
-		return &config.UsageError{Err: fmt.Errorf("--rootfs %s lacks the mount points %v: create them as empty directories", dir, missing)}
-	}
-	return nil
+	return err
 }
 
 // setup checks the host, prepares runc and the rootfs, and readies the

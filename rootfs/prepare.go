@@ -1,0 +1,107 @@
+package rootfs
+
+import "github.com/go-logr/logr"
+
+// Options says what Prepare prepares. With Rootfs nil and Runc empty, it
+// is the runc and the rootfs embedded in this binary.
+type Options struct {
+	// Rootfs is where the root filesystem comes from; nil means the
+	// embedded one.
+	Rootfs Source
+	// Runc is the path of a runc binary to use as it is; empty means the
+	// embedded one, written into the cache.
+	Runc string
+	// CacheDir is the Cache's directory.
+	CacheDir string
+	// RootOwned is set when mrtd runs as root: see Cache.RootOwned.
+	RootOwned bool
+}
+
+// Prepared is runc and a root filesystem, held in use until Close.
+type Prepared struct {
+	// Runc is the runc binary's path; Rootfs is the root filesystem
+	// directory's.
+	Runc, Rootfs string
+	// RuncVersion is the embedded runc's version, or "external" for
+	// Options.Runc. RootfsDigest is the sha256 the tree was made from, or
+	// "dir" for a directory used in place.
+	RuncVersion, RootfsDigest string
+	refs                      []*Ref
+}
+
+// Close releases what Prepare holds in use; the cache may then prune it.
+func (p *Prepared) Close() {
+	for _, r := range p.refs {
+		r.Close()
+	}
+}
+
+// Prepare finds or unpacks runc and the rootfs that opts name, then prunes
+// from the cache what no process uses, keeping this binary's own runc and
+// rootfs even when opts override them: the next run will want them.
+//
+// Errors say what failed, not which flag or build step would fix it: see
+// ErrNotEmbedded, ErrMalformedDigests, *CacheError (and its Remedy),
+// *DigestMismatchError and *MountPointsError.
+func Prepare(opts Options, log logr.Logger) (*Prepared, error) {
+	cache := &Cache{
+		Dir: opts.CacheDir,
+		// setuid and setgid bits are useless under no_new_privs, and
+		// harmful on the host: drop them always.
+		DropSetID: true,
+		// Root's containers run what the cache holds, so no host uid but
+		// root may change it, not even the unprivileged one container root
+		// maps to: that uid sees the tree as owned by the overflow uid, and
+		// reads and runs it through its "other" permission bits.
+		RootOwned: opts.RootOwned,
+		// The name these messages have always been logged under.
+		Log: log.WithName("assets"),
+	}
+	p := &Prepared{Runc: opts.Runc, RuncVersion: "external", RootfsDigest: "dir"}
+
+	emb, err := Builtin()
+	if err != nil && (opts.Runc == "" || opts.Rootfs == nil) {
+		return nil, err
+	}
+	cached := false
+	if p.Runc == "" {
+		ref, err := cache.Runc(emb.Runc, emb.RuncDigest)
+		if err != nil {
+			return nil, err
+		}
+		p.refs = append(p.refs, ref)
+		p.Runc = ref.Path
+		p.RuncVersion = emb.RuncVersion
+		cached = true
+	}
+
+	src := opts.Rootfs
+	if src == nil {
+		src = emb
+	}
+	ref, err := src.Open(cache)
+	if err != nil {
+		p.Close()
+		return nil, err
+	}
+	p.refs = append(p.refs, ref)
+	p.Rootfs = ref.Path
+	if ref.Digest != "" {
+		p.RootfsDigest = ref.Digest
+		cached = true
+	}
+
+	if cached {
+		keep := []string{p.Rootfs}
+		for _, r := range p.refs {
+			keep = append(keep, r.Path)
+		}
+		if emb != nil {
+			keep = append(keep, cache.RuncPath(emb.RuncDigest), cache.RootfsPath(emb.RootfsDigest))
+		}
+		if err := cache.Prune(keep...); err != nil {
+			log.Error(err, "pruning the cache")
+		}
+	}
+	return p, nil
+}
