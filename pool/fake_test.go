@@ -129,6 +129,10 @@ func (p *fakeProcess) waitSignals(t *testing.T, want ...unix.Signal) {
 type fakeRuntime struct {
 	t    *testing.T
 	runc string
+	// runcDelay, when set before Run, makes every Runc call sleep: a
+	// worker in usable() is then held without any synchronization the
+	// race detector would count.
+	runcDelay time.Duration
 
 	mu         sync.Mutex
 	nextPid    int
@@ -200,7 +204,10 @@ func (r *fakeRuntime) RemoveStale(ctx context.Context, prefix string) ([]string,
 	return r.stale, r.staleErr
 }
 
-func (r *fakeRuntime) Runc() string { return r.runc }
+func (r *fakeRuntime) Runc() string {
+	time.Sleep(r.runcDelay)
+	return r.runc
+}
 
 // starts is how many containers of id were started.
 func (r *fakeRuntime) starts(id string) int {
