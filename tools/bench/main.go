@@ -51,6 +51,7 @@ import (
 
 	"github.com/mrt-project/mrt/config"
 	"github.com/mrt-project/mrt/container"
+	"github.com/mrt-project/mrt/rootfs"
 	"github.com/mrt-project/mrt/tools/bench/daemon"
 )
 
@@ -515,7 +516,7 @@ func (b *bench) cold(mrtdWarm, runcWarm time.Duration) ([]row, []*samples, error
 	}
 	done := func(d string) {
 		if !keep {
-			removeTree(d)
+			rootfs.RemoveTree(d)
 		}
 	}
 	checked := false
@@ -771,24 +772,9 @@ func (b *bench) cleanup() {
 	// Inits of containers removed above, reparented to bench.
 	time.Sleep(100 * time.Millisecond)
 	daemon.ReapAll()
-	if err := removeTree(b.tmp); err != nil {
+	if err := rootfs.RemoveTree(b.tmp); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: removing %s: %v\n", b.tmp, err)
 	}
-}
-
-// removeTree removes p, making its directories writable first if need be:
-// extracted trees may be read-only.
-func removeTree(p string) error {
-	if err := os.RemoveAll(p); err == nil {
-		return nil
-	}
-	filepath.WalkDir(p, func(q string, d fs.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			os.Chmod(q, 0o700)
-		}
-		return nil
-	})
-	return os.RemoveAll(p)
 }
 
 // series is one thing to time, and where its samples go.

@@ -19,7 +19,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io/fs"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -33,6 +32,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mrt-project/mrt/rootfs"
 	"github.com/mrt-project/mrt/tools/bench/daemon"
 )
 
@@ -140,7 +140,9 @@ func soakMain() int {
 	keep := false
 	defer func() {
 		if !keep {
-			removeTree(s.tmp)
+			if err := rootfs.RemoveTree(s.tmp); err != nil {
+				fmt.Fprintf(os.Stderr, "soak: removing %s: %v\n", s.tmp, err)
+			}
 		}
 	}()
 	if err := os.Chmod(s.tmp, 0o755); err != nil {
@@ -621,21 +623,4 @@ func cachedRunc(cache string) string {
 		}
 	}
 	return ""
-}
-
-// removeTree removes p, making its directories writable first if need be:
-// the extracted rootfs has read-only directories.
-func removeTree(p string) {
-	if err := os.RemoveAll(p); err == nil {
-		return
-	}
-	filepath.WalkDir(p, func(q string, d fs.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			os.Chmod(q, 0o700)
-		}
-		return nil
-	})
-	if err := os.RemoveAll(p); err != nil {
-		fmt.Fprintf(os.Stderr, "soak: removing %s: %v\n", p, err)
-	}
 }
