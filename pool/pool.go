@@ -282,8 +282,8 @@ func (e *UnusableError) Unwrap() []error { return []error{ErrUnusable, e.Err} }
 
 // usable reports, as a failure no restart can fix, a rootfs or runc that
 // disappeared.
-func (p *Pool) usable() error {
-	for _, path := range []string{p.cfg.Template.Rootfs, p.rt.Runc()} {
+func (p *Pool) usable(rootfs string) error {
+	for _, path := range []string{rootfs, p.rt.Runc()} {
 		if _, err := os.Stat(path); err != nil {
 			return &UnusableError{Path: path, Err: unwrapPath(err)}
 		}

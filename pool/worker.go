@@ -40,12 +40,12 @@ type worker struct {
 // Serve runs the worker's container once. It implements supervisor.Service.
 func (w *worker) Serve(ctx context.Context, started func(pid int)) error {
 	p := w.pool
-	if err := p.usable(); err != nil {
-		return err
-	}
 	p.mu.Lock()
 	opts := w.opts
 	p.mu.Unlock()
+	if err := p.usable(opts.Rootfs); err != nil {
+		return err
+	}
 	proc, err := p.rt.Start(ctx, w.id, opts, w.output)
 	if err != nil {
 		return fmt.Errorf("starting worker %d: %w", w.index, err)

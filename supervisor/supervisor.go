@@ -49,8 +49,9 @@ type Spec struct {
 	Clock Clock
 	// Rand returns numbers in [0, 1) for jitter; math/rand when nil.
 	Rand func() float64
-	// Hook, when set, receives every change of a service's state. It is
-	// called synchronously and must not block.
+	// Hook, when set, receives every change of a service's state, in the
+	// order the changes were made. It is called synchronously and must
+	// neither block nor call the Supervisor.
 	Hook func(Event)
 }
 
@@ -121,6 +122,10 @@ type Supervisor struct {
 
 	mu       sync.Mutex
 	services map[string]*entry
+	// hookMu is taken before mu is released after a change of state and
+	// held while the hook runs: the hook hears of changes in the order
+	// they were made.
+	hookMu sync.Mutex
 	running  bool
 	// ended is closed when Run has returned; nil before Run.
 	ended chan struct{}
@@ -140,9 +145,19 @@ type entry struct {
 
 // command is a request to a running Supervisor.
 type command struct {
-	add    *entry
-	remove string
-	reply  chan error
+	add     *entry
+	remove  string
+	restart string
+	reply   chan error
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }
 
 // ErrUnknownService is returned for a name no service has.
@@ -187,6 +202,15 @@ func (s *Supervisor) Add(name string, svc Service) error {
 func (s *Supervisor) Remove(ctx context.Context, name string) error {
 	s.mu.Lock()
 	running, ended := s.running, s.ended
+	if !running && ended == nil {
+		// Before Run: nothing runs yet, only forget it.
+		defer s.mu.Unlock()
+		if _, ok := s.services[name]; !ok {
+			return fmt.Errorf("%w: %s", ErrUnknownService, name)
+		}
+		delete(s.services, name)
+		return nil
+	}
 	s.mu.Unlock()
 	if !running {
 		return ErrNotRunning
@@ -215,14 +239,23 @@ func (s *Supervisor) send(ctx context.Context, c command, ended <-chan struct{})
 }
 
 // Restart ends the service's current run (as a cancellation ends it) and
-// starts it again at once, or ends its backoff early. It does not wait.
+// starts it again at once, or ends its backoff early, or starts again a
+// service whose policy left it stopped. It does not wait for the start.
 func (s *Supervisor) Restart(name string) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	e, ok := s.services[name]
 	if !ok {
+		s.mu.Unlock()
 		return fmt.Errorf("%w: %s", ErrUnknownService, name)
 	}
+	if s.running && e.done != nil && isClosed(e.done) {
+		// Its loop returned (OnFailure after a clean exit): Run starts
+		// a new one.
+		ended := s.ended
+		s.mu.Unlock()
+		return s.send(context.Background(), command{restart: name}, ended)
+	}
+	defer s.mu.Unlock()
 	if e.runCancel != nil {
 		e.kicked = true
 		e.runCancel()
@@ -316,6 +349,19 @@ func (s *Supervisor) Run(ctx context.Context) error {
 func (s *Supervisor) handle(c command, start func(*entry)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if c.restart != "" {
+		e, ok := s.services[c.restart]
+		switch {
+		case !ok:
+			c.reply <- fmt.Errorf("%w: %s", ErrUnknownService, c.restart)
+		case e.done != nil && !isClosed(e.done):
+			c.reply <- nil // started again meanwhile
+		default:
+			start(e)
+			c.reply <- nil
+		}
+		return
+	}
 	if c.add != nil {
 		if old, ok := s.services[c.add.status.Name]; ok && old.done != nil {
 			c.reply <- fmt.Errorf("service %s exists", c.add.status.Name)
@@ -353,7 +399,9 @@ func (s *Supervisor) markStopping() {
 			evs = append(evs, Event{Status: e.status})
 		}
 	}
+	s.hookMu.Lock()
 	s.mu.Unlock()
+	defer s.hookMu.Unlock()
 	if s.spec.Hook != nil {
 		for _, ev := range evs {
 			s.spec.Hook(ev)
@@ -370,7 +418,9 @@ func (s *Supervisor) set(e *entry, state State, update func(*Status), delay time
 		update(&e.status)
 	}
 	ev := Event{Status: e.status, Delay: delay}
+	s.hookMu.Lock()
 	s.mu.Unlock()
+	defer s.hookMu.Unlock()
 	if s.spec.Hook != nil {
 		s.spec.Hook(ev)
 	}
