@@ -125,8 +125,8 @@ type Supervisor struct {
 	// hookMu is taken before mu is released after a change of state and
 	// held while the hook runs: the hook hears of changes in the order
 	// they were made.
-	hookMu sync.Mutex
-	running  bool
+	hookMu  sync.Mutex
+	running bool
 	// ended is closed when Run has returned; nil before Run.
 	ended chan struct{}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -8,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/mrt-project/mrt/control"
 )
 
 // configCommand prints the effective settings and where each came from.
@@ -36,39 +39,35 @@ func configCommand(args []string, stdout, stderr io.Writer) int {
 // that does not answer within wait is reported as such; the request then
 // ends at its own deadline, or with mrtd config.
 func runningNote(st *settings, wait time.Duration) string {
-	path := controlPath(st.cfg.RuntimeDir, st.pool.Instance)
+	path := control.SocketPath(st.cfg.RuntimeDir, st.pool.Instance)
 	if _, err := os.Stat(path); err != nil {
 		return ""
 	}
-	type answer struct {
-		resp *controlResponse
-		err  error
-	}
-	answered := make(chan answer, 1)
-	go func() {
-		resp, err := control(path, controlRequest{Command: "status"})
-		answered <- answer{resp, err}
-	}()
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
-	select {
-	case a := <-answered:
-		switch {
-		case a.err != nil:
-			return "" // a socket left by an mrtd that died
-		case a.resp.Error != "":
-			return fmt.Sprintf("# an mrtd runs instance %s but refused to say what it runs (%s); the settings below are a fresh parse, which it applies on reload or restart", st.pool.Instance, a.resp.Error)
-		}
-		var live []string
-		for k := range liveKeys {
-			if k != "config" && k != "workers" {
-				live = append(live, k)
-			}
-		}
-		sort.Strings(live)
-		return fmt.Sprintf("# the running mrtd (instance %s) runs %d workers; the settings below are a fresh parse, not what it runs: it applies them on reload (SIGHUP: %s, and workers when it changed since the last load) or restart (the rest)",
-			a.resp.Instance, a.resp.Desired, strings.Join(live, ", "))
-	case <-timer.C:
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	resp, err := (&control.Client{Path: path}).Status(ctx)
+	var notRunning *control.NotRunningError
+	switch {
+	case errors.As(err, &notRunning):
+		return "" // a socket left by an mrtd that died
+	case err != nil:
 		return fmt.Sprintf("# a process at %s did not answer within %v; the settings below are a fresh parse, not necessarily what a running mrtd runs", path, wait)
+	case resp.Error != "":
+		return fmt.Sprintf("# an mrtd runs instance %s but refused to say what it runs (%s); the settings below are a fresh parse, which it applies on reload or restart", st.pool.Instance, resp.Error)
 	}
+	var live []string
+	for k := range liveKeys {
+		if k != "config" && k != "workers" {
+			live = append(live, k)
+		}
+	}
+	sort.Strings(live)
+	return fmt.Sprintf("# the running mrtd (instance %s) runs %d workers; the settings below are a fresh parse, not what it runs: it applies them on reload (SIGHUP: %s, and workers when it changed since the last load) or restart (the rest)",
+		resp.Instance, resp.Desired, strings.Join(live, ", "))
+}
+
+// liveKeys are the settings a reload applies; the others need a restart.
+var liveKeys = map[string]bool{
+	"workers": true, "env": true, "env-file": true, "mount": true, "network": true,
+	"seccomp": true, "workdir": true, "config": true,
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mrt-project/mrt/control"
 )
 
 // ctl runs `mrtd status|scale|restart` as the daemon's user.
@@ -15,10 +17,10 @@ func (e *integrationEnv) ctl(t *testing.T, d dirs, args ...string) result {
 	return e.run(t, d, append(args, "--runtime-dir", d.runtime)...)
 }
 
-func (e *integrationEnv) statusJSON(t *testing.T, d dirs) controlResponse {
+func (e *integrationEnv) statusJSON(t *testing.T, d dirs) control.Response {
 	t.Helper()
 	r := e.ctl(t, d, "status", "--json")
-	var resp controlResponse
+	var resp control.Response
 	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &resp) != nil {
 		t.Fatalf("mrtd status --json: status %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
 	}

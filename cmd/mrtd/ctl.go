@@ -1,18 +1,19 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"strconv"
 	"text/tabwriter"
 	"time"
 
 	"github.com/mrt-project/mrt/config"
+	"github.com/mrt-project/mrt/control"
 )
 
 const ctlUsage = `Usage:
@@ -56,7 +57,7 @@ func ctlCommand(name string, args []string, stdout, stderr io.Writer) int {
 		positional = append(positional, fs.Arg(0))
 		args = fs.Args()[1:]
 	}
-	req := controlRequest{Command: name}
+	req := control.Request{Command: name}
 	want := map[string]int{"status": 0, "scale": 1, "restart": 1}[name]
 	if len(positional) != want {
 		return fail(stderr, &config.UsageError{Err: fmt.Errorf("mrtd %s takes %d argument(s) (see `mrtd %s --help`)", name, want, name)})
@@ -72,7 +73,8 @@ func ctlCommand(name string, args []string, stdout, stderr io.Writer) int {
 			req.Worker = &n
 		}
 	}
-	resp, err := control(controlPath(cfg.RuntimeDir, instance), req)
+	client := &control.Client{Path: control.SocketPath(cfg.RuntimeDir, instance)}
+	resp, err := client.Do(context.Background(), req)
 	if err != nil {
 		return failDaemon(stderr, err)
 	}
@@ -90,25 +92,7 @@ func ctlCommand(name string, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// control sends one request to the control socket at path.
-func control(path string, req controlRequest) (*controlResponse, error) {
-	conn, err := net.DialTimeout("unix", path, 5*time.Second)
-	if err != nil {
-		return nil, fmt.Errorf("no mrtd answers at %s: %v (is it running, with this --instance and --runtime-dir?)", path, errors.Unwrap(err))
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(2 * time.Minute))
-	if err := json.NewEncoder(conn).Encode(req); err != nil {
-		return nil, err
-	}
-	var resp controlResponse
-	if err := json.NewDecoder(conn).Decode(&resp); err != nil {
-		return nil, fmt.Errorf("reading mrtd's answer: %w", err)
-	}
-	return &resp, nil
-}
-
-func printStatus(w io.Writer, resp *controlResponse) {
+func printStatus(w io.Writer, resp *control.Response) {
 	fmt.Fprintf(w, "instance %s: %d workers desired\n", resp.Instance, resp.Desired)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "WORKER\tCONTAINER\tSTATE\tPID\tUPTIME\tRESTARTS\tLAST EXIT")

@@ -9,10 +9,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/go-logr/logr"
-
-	"github.com/mrt-project/mrt/pool"
 )
 
 // cacheInShare makes a directory share holding a cache dir, in which the
@@ -194,39 +190,6 @@ func TestPoolRuntimeDirRemoved(t *testing.T) {
 		if alive(pid) {
 			t.Errorf("worker %d (pid %d) still runs after mrtd exited", w, pid)
 		}
-	}
-}
-
-// TestNotifierReadyWhenAWorkerCannotStart: READY=1 comes once every worker
-// had its first attempt, with a status that says how many run.
-func TestNotifierReadyWhenAWorkerCannotStart(t *testing.T) {
-	s := newSent()
-	n := newNotifier(logr.Discard(), 2)
-	n.send = s.send
-	ev := func(name string, state pool.State) {
-		n.event(pool.Event{Status: pool.Status{ContainerID: name, State: state}})
-	}
-	ev("w-0", pool.Starting)
-	ev("w-1", pool.Starting)
-	ev("w-1", pool.BackingOff) // its start failed
-	if strings.Contains(s.all(), "READY=1") {
-		t.Fatalf("READY before worker 0's first attempt: %q", s.all())
-	}
-	ev("w-0", pool.Running)
-	if !strings.Contains(s.all(), "READY=1\nSTATUS=1/2 workers running, 0 restarts") {
-		t.Fatalf("want READY=1 with 1/2 running once both tried: %q", s.all())
-	}
-}
-
-// TestNotifierStoppingExtendsTimeout: STOPPING=1 asks systemd for the stop
-// timeout and a margin, beyond the unit's TimeoutStopSec.
-func TestNotifierStoppingExtendsTimeout(t *testing.T) {
-	s := newSent()
-	n := newNotifier(logr.Discard(), 1)
-	n.send = s.send
-	n.stopping(45 * time.Second)
-	if want := "EXTEND_TIMEOUT_USEC=60000000\n"; !strings.Contains(s.all(), "STOPPING=1\n") || !strings.Contains(s.all(), want) {
-		t.Fatalf("sent %q, want STOPPING=1 and %q", s.all(), want)
 	}
 }
 

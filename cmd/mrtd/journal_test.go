@@ -34,25 +34,6 @@ func parseJournal(t *testing.T, b []byte) map[string]string {
 	return fields
 }
 
-func TestJournalEncoding(t *testing.T) {
-	var b bytes.Buffer
-	journalField(&b, "MESSAGE", "one line")
-	journalField(&b, "MRTD_ERROR", "two\nlines")
-	got := parseJournal(t, b.Bytes())
-	if got["MESSAGE"] != "one line" || got["MRTD_ERROR"] != "two\nlines" {
-		t.Fatalf("decoded %q", got)
-	}
-	for in, want := range map[string]string{
-		"worker": "MRTD_WORKER", "containerId": "CONTAINER_ID", "instance": "MRTD_INSTANCE",
-		"restarts": "MRTD_RESTARTS", "stopTimeout": "MRTD_STOP_TIMEOUT", "a-b": "MRTD_A_B",
-		"partial": "CONTAINER_PARTIAL_MESSAGE",
-	} {
-		if got := journalKey(in); got != want {
-			t.Errorf("journalKey(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 // listenJournal opens a journal socket for mrtd's --log-format journal
 // (MRTD_JOURNAL_SOCKET) and returns its path and the entries it receives.
 func (e *integrationEnv) listenJournal(t *testing.T) (string, <-chan map[string]string) {

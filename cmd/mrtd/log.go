@@ -8,6 +8,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/sys/unix"
+
+	"github.com/mrt-project/mrt/internal/systemd"
 )
 
 // newLogger returns a logr.Logger for format: "journal" (journald's native
@@ -21,7 +23,7 @@ func newLogger(w *os.File, level, format string) logr.Logger {
 	}
 	if format == "" || format == "auto" {
 		switch {
-		case stderrIsJournal():
+		case systemd.StderrIsJournal():
 			format = "journal"
 		case isTerminal(w):
 			format = "console"
@@ -39,7 +41,7 @@ func newLogger(w *os.File, level, format string) logr.Logger {
 		ec.EncodeTime = zapcore.TimeEncoderOfLayout("15:04:05.000")
 		core = zapcore.NewCore(zapcore.NewConsoleEncoder(ec), sink, lvl)
 	case "journal":
-		jc, err := newJournalCore(journalSocket(), lvl, jsonCore)
+		jc, err := systemd.NewJournalCore(systemd.JournalSocket(), lvl, jsonCore)
 		if err != nil {
 			core, journalErr = jsonCore, err
 			break
@@ -50,7 +52,7 @@ func newLogger(w *os.File, level, format string) logr.Logger {
 	}
 	log := zapr.NewLogger(zap.New(core)).WithName("mrtd")
 	if journalErr != nil {
-		log.Info("journal unavailable, logging to stderr", "socket", journalSocket(), "reason", journalErr.Error())
+		log.Info("journal unavailable, logging to stderr", "socket", systemd.JournalSocket(), "reason", journalErr.Error())
 	}
 	return log
 }

@@ -61,6 +61,7 @@ func mrtd(args []string, stdout, stderr io.Writer) int {
 
 // fail prints err as one line and returns the exit status it calls for.
 func fail(stderr io.Writer, err error) int {
+	err = addFix(err)
 	msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
 	fmt.Fprintf(stderr, "mrtd: %s\n", msg)
 	return exitCode(err)

@@ -38,16 +38,16 @@ func TestRootfsError(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			err := rootfsError(tc.err)
+			err := addFix(tc.err)
 			if err.Error() != tc.want {
-				t.Errorf("rootfsError = %q, want %q", err, tc.want)
+				t.Errorf("addFix = %q, want %q", err, tc.want)
 			}
 			if !errors.Is(err, tc.err) {
-				t.Errorf("rootfsError(%v) does not wrap it", tc.err)
+				t.Errorf("addFix(%v) does not wrap it", tc.err)
 			}
 			var usage *config.UsageError
 			if errors.As(err, &usage) != tc.usage {
-				t.Errorf("rootfsError(%v) is a UsageError: %t, want %t", tc.err, !tc.usage, tc.usage)
+				t.Errorf("addFix(%v) is a UsageError: %t, want %t", tc.err, !tc.usage, tc.usage)
 			}
 		})
 	}

@@ -10,10 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-logr/logr"
-	"github.com/go-logr/zapr"
-
 	"github.com/mrt-project/mrt/config"
+	"github.com/mrt-project/mrt/daemon"
 )
 
 // settings is the daemon's effective configuration and where each value
@@ -27,6 +25,11 @@ type settings struct {
 	sources    map[string]string
 	configPath string
 	fs         *flag.FlagSet
+}
+
+// daemon is what the daemon runs of s.
+func (s *settings) daemon() daemon.Settings {
+	return daemon.Settings{Container: s.cfg, Pool: s.pool, Workers: s.workers}
 }
 
 // daemonFlags declares the daemon's flags into s. lists maps the names of
@@ -264,24 +267,4 @@ func sortedWorkerKeys(m map[int]config.WorkerFile) []int {
 	}
 	sort.Ints(keys)
 	return keys
-}
-
-// warnLoginHostUID warns when container root maps to the uid of a login
-// user (mrtd runs as root): the containers can then write that user's
-// files. mrtd runs on, as the admin may mean it.
-func warnLoginHostUID(log logr.Logger, uid int, passwdPath string) {
-	if name, ok := config.LoginUser(uid, passwdPath); ok {
-		warn(log, "--host-uid is a login user's uid: the containers can write that user's files; pick an unused uid unless that is meant",
-			"hostUid", uid, "user", name)
-	}
-}
-
-// warn logs msg at zap's warning level (journald priority 4); logr has no
-// such level, so another logger gets an error without an error.
-func warn(log logr.Logger, msg string, kv ...any) {
-	if u, ok := log.GetSink().(zapr.Underlier); ok {
-		u.GetUnderlying().Sugar().Warnw(msg, kv...)
-		return
-	}
-	log.Error(nil, msg, kv...)
 }

@@ -34,7 +34,7 @@ func versionCommand(stdout, stderr io.Writer) int {
 		return 0
 	}
 	if err != nil {
-		return fail(stderr, rootfsError(err))
+		return fail(stderr, err)
 	}
 	fmt.Fprintf(stdout, "runc: %s (sha256 %s)\n", emb.RuncVersion, emb.RuncDigest)
 	fmt.Fprintf(stdout, "rootfs: sha256 %s, %d bytes\n", emb.RootfsDigest, len(emb.Rootfs))

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"errors"
@@ -12,6 +12,60 @@ import (
 	"github.com/mrt-project/mrt/config"
 	"github.com/mrt-project/mrt/container"
 )
+
+// containerOptions is the container cfg describes on rootfs: the one of
+// mrtd run, and the template of every worker.
+func containerOptions(cfg config.Config, rootfs string) container.Options {
+	uid, gid := hostIDs(cfg)
+	return container.Options{
+		Rootfs:            rootfs,
+		Args:              cfg.Args,
+		Env:               cfg.Env,
+		Cwd:               cfg.Workdir,
+		UID:               uid,
+		GID:               gid,
+		Network:           cfg.Network,
+		SeccompUnconfined: cfg.Seccomp == config.SeccompUnconfined,
+		NoFile:            noFileLimit(),
+	}
+}
+
+// workerTemplate is every worker's container, from the settings. It checks
+// the command, the working directory and the mounts against the rootfs and
+// the host: what would make every start fail is a usage error before any
+// worker starts.
+func workerTemplate(st Settings, rootfs string) (container.Options, error) {
+	o := containerOptions(st.Container, rootfs)
+	root, err := container.OpenRoot(rootfs)
+	if err != nil {
+		return container.Options{}, err
+	}
+	defer root.Close()
+	prot := protected{exec: []string{st.Container.CacheDir, rootfs}, runtimeDir: st.Container.RuntimeDir}
+	if st.Container.Runc != "" {
+		prot.exec = append(prot.exec, st.Container.Runc)
+	}
+	for _, m := range st.Pool.Mounts {
+		mnt, err := config.ParseMount(m)
+		if err != nil {
+			return container.Options{}, err
+		}
+		if err := checkMount(root, m, mnt, o.UID, o.GID, prot); err != nil {
+			return container.Options{}, err
+		}
+		o.Binds = append(o.Binds, container.Bind{Source: mnt.Source, Destination: mnt.Destination, ReadOnly: mnt.ReadOnly})
+	}
+	if err := checkRoot(o); err != nil {
+		var cmd *container.CommandError
+		if errors.As(err, &cmd) {
+			// Every worker would fail the same way: a usage error, not a
+			// crash loop.
+			return container.Options{}, &config.UsageError{Err: err}
+		}
+		return container.Options{}, err
+	}
+	return o, nil
+}
 
 // checkRoot checks, before any container is created, what runc would
 // otherwise fail on at every start or do in the shared tree: the working

@@ -1,0 +1,137 @@
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+
+	"github.com/go-logr/logr"
+	"github.com/go-logr/zapr"
+	"golang.org/x/sys/unix"
+
+	"github.com/mrt-project/mrt/config"
+	"github.com/mrt-project/mrt/container"
+	"github.com/mrt-project/mrt/rootfs"
+)
+
+// env is what a container needs from the host, held in use until Close:
+// runc and the rootfs, prepared in the cache, and the runtime dir.
+type env struct {
+	*rootfs.Prepared
+	runtime *container.Runtime
+}
+
+// setup checks the host, prepares runc and the rootfs, and readies the
+// runtime directory: what mrtd run and the pool both need first. Errors of
+// package rootfs come back as they are: the caller knows the flags that
+// fix them.
+func setup(ctx context.Context, cfg config.Config, log logr.Logger) (*env, error) {
+	root := os.Geteuid() == 0
+	if root {
+		warnLoginHostUID(log, cfg.HostUID, config.PasswdPath)
+	}
+	if err := container.CheckUserNamespaces("/proc/sys", !root); err != nil {
+		return nil, err
+	}
+	if err := container.CheckRecursiveReadOnly(); err != nil {
+		return nil, err
+	}
+	kind, err := cfg.RootfsKind()
+	if err != nil {
+		return nil, err
+	}
+	var src rootfs.Source // nil: the embedded rootfs
+	switch kind {
+	case config.RootfsDir:
+		src = rootfs.Dir(cfg.Rootfs)
+	case config.RootfsArchive:
+		src = rootfs.ArchiveFile(cfg.Rootfs)
+	}
+	p, err := rootfs.Prepare(rootfs.Options{
+		Rootfs:    src,
+		Runc:      cfg.Runc,
+		CacheDir:  cfg.CacheDir,
+		RootOwned: root,
+	}, log)
+	if err != nil {
+		return nil, err
+	}
+	if root {
+		if err := container.CheckReachable(p.Rootfs, uint32(cfg.HostUID), uint32(cfg.HostGID)); err != nil {
+			p.Close()
+			return nil, err
+		}
+	}
+	rt := &container.Runtime{Runc: p.Runc, Dir: cfg.RuntimeDir, Log: log.WithName("container")}
+	if err := rt.Init(ctx); err != nil {
+		p.Close()
+		return nil, err
+	}
+	return &env{Prepared: p, runtime: rt}, nil
+}
+
+// Stdio are the standard streams of RunOne's container.
+type Stdio = container.Stdio
+
+// RunOne runs cfg's command in a container in the foreground (mrtd run)
+// and returns its exit status. The first signal on sigs is forwarded to
+// it, a later one kills it.
+func RunOne(ctx context.Context, cfg config.Config, log logr.Logger, stdio Stdio, sigs <-chan os.Signal) (int, error) {
+	e, err := setup(ctx, cfg, log)
+	if err != nil {
+		return -1, err
+	}
+	defer e.Close()
+	o := containerOptions(cfg, e.Rootfs)
+	o.Hostname = cfg.Hostname
+	if err := checkRoot(o); err != nil {
+		return -1, err
+	}
+	id := "mrtd-run-" + randomHex(4)
+	log.V(1).Info("starting container", "containerId", id, "rootfs", e.Rootfs, "runc", e.Runc)
+	return e.runtime.Run(ctx, id, o, stdio, sigs)
+}
+
+// hostIDs are the host uid and gid container root maps to: the caller's
+// own ids, or the unprivileged --host-uid and --host-gid for root.
+func hostIDs(cfg config.Config) (uid, gid uint32) {
+	if os.Geteuid() == 0 {
+		return uint32(cfg.HostUID), uint32(cfg.HostGID)
+	}
+	return uint32(os.Geteuid()), uint32(os.Getegid())
+}
+
+// noFileLimit is the RLIMIT_NOFILE containers get: mrtd's own hard limit
+// (an unprivileged process cannot raise it), capped at 1M.
+func noFileLimit() uint64 {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil || rl.Max == 0 {
+		return 1024
+	}
+	return min(rl.Max, 1<<20)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// warnLoginHostUID warns when container root maps to a login user's uid.
+func warnLoginHostUID(log logr.Logger, uid int, passwdPath string) {
+	if name, ok := config.LoginUser(uid, passwdPath); ok {
+		warn(log, "--host-uid is a login user's uid: the containers can write that user's files; pick an unused uid unless that is meant",
+			"hostUid", uid, "user", name)
+	}
+}
+
+// warn logs msg at zap's warning level (journald priority 4); logr has no
+// such level, so another logger gets an error without an error.
+func warn(log logr.Logger, msg string, kv ...any) {
+	if u, ok := log.GetSink().(zapr.Underlier); ok {
+		u.GetUnderlying().Sugar().Warnw(msg, kv...)
+		return
+	}
+	log.Error(nil, msg, kv...)
+}
