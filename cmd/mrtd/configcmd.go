@@ -10,15 +10,16 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mrt-project/mrt/config"
 	"github.com/mrt-project/mrt/control"
 )
 
 // configCommand prints the effective settings and where each came from.
 func configCommand(args []string, stdout, stderr io.Writer) int {
-	st, err := loadSettings(args, os.LookupEnv)
-	if errors.Is(err, errHelp) {
+	st, err := config.LoadSettings(args, os.LookupEnv)
+	if errors.Is(err, config.ErrHelp) {
 		fmt.Fprint(stdout, "Usage: mrtd config [flags]\n\nPrint the settings mrtd would run with, and where each comes from\n(flag > MRTD_* environment > config file > default). When an mrtd runs\nthe instance, say so: these settings are a fresh parse, which it applies\non reload or restart.\n\nFlags:\n")
-		printFlags(stdout, st.fs)
+		printFlags(stdout, st.Flags)
 		return 0
 	}
 	if err != nil {
@@ -28,7 +29,7 @@ func configCommand(args []string, stdout, stderr io.Writer) int {
 	if note := runningNote(st, 3*time.Second); note != "" {
 		fmt.Fprintln(&b, note)
 	}
-	st.print(&b)
+	st.Print(&b)
 	fmt.Fprint(stdout, b.String())
 	return 0
 }
@@ -38,8 +39,8 @@ func configCommand(args []string, stdout, stderr io.Writer) int {
 // that the printed settings are a fresh parse; "" when none runs. A daemon
 // that does not answer within wait is reported as such; the request then
 // ends at its own deadline, or with mrtd config.
-func runningNote(st *settings, wait time.Duration) string {
-	path := control.SocketPath(st.cfg.RuntimeDir, st.pool.Instance)
+func runningNote(st *config.Settings, wait time.Duration) string {
+	path := control.SocketPath(st.Config.RuntimeDir, st.Pool.Instance)
 	if _, err := os.Stat(path); err != nil {
 		return ""
 	}
@@ -53,7 +54,7 @@ func runningNote(st *settings, wait time.Duration) string {
 	case err != nil:
 		return fmt.Sprintf("# a process at %s did not answer within %v; the settings below are a fresh parse, not necessarily what a running mrtd runs", path, wait)
 	case resp.Error != "":
-		return fmt.Sprintf("# an mrtd runs instance %s but refused to say what it runs (%s); the settings below are a fresh parse, which it applies on reload or restart", st.pool.Instance, resp.Error)
+		return fmt.Sprintf("# an mrtd runs instance %s but refused to say what it runs (%s); the settings below are a fresh parse, which it applies on reload or restart", st.Pool.Instance, resp.Error)
 	}
 	var live []string
 	for k := range liveKeys {

@@ -44,7 +44,7 @@ func ctlCommand(name string, args []string, stdout, stderr io.Writer) int {
 	// Flags may come before or after the argument: mrtd scale 8 --instance x.
 	var positional []string
 	for {
-		if err := parseFlags(fs, args); errors.Is(err, errHelp) {
+		if err := config.ParseFlags(fs, args); errors.Is(err, config.ErrHelp) {
 			fmt.Fprint(stdout, ctlUsage)
 			printFlags(stdout, fs)
 			return 0

@@ -8,16 +8,13 @@ import (
 	"io"
 	"os"
 
+	"github.com/mrt-project/mrt/config"
 	"github.com/mrt-project/mrt/daemon"
 )
 
-// DemoWorker is the default rootfs's demo worker, the pool's default
-// command.
-const DemoWorker = "/usr/local/bin/mrtd-demo-worker"
-
 const daemonUsage = usage + `
 mrtd without a command keeps --workers rootless containers running COMMAND
-(default: the default rootfs's demo worker, ` + DemoWorker + `), each
+(default: the default rootfs's demo worker, ` + config.DemoWorker + `), each
 with its own id and hostname <instance>-<index> and MRTD_WORKER=<index>,
 MRTD_INSTANCE=<instance> in its environment, all from one read-only rootfs.
 Workers that exit are restarted with per-worker exponential backoff. SIGTERM
@@ -36,31 +33,31 @@ Flags:
 
 // daemonCommand runs the pool. args are the arguments after "mrtd".
 func daemonCommand(args []string, stdout, stderr io.Writer) int {
-	st, err := loadSettings(args, os.LookupEnv)
-	if errors.Is(err, errHelp) {
+	st, err := config.LoadSettings(args, os.LookupEnv)
+	if errors.Is(err, config.ErrHelp) {
 		fmt.Fprint(stdout, daemonUsage)
-		printFlags(stdout, st.fs)
+		printFlags(stdout, st.Flags)
 		return 0
 	}
 	if err != nil {
 		return fail(stderr, err)
 	}
-	log := newLogger(os.Stderr, st.cfg.LogLevel, st.cfg.LogFormat).WithValues("instance", st.pool.Instance)
+	log := newLogger(os.Stderr, st.Config.LogLevel, st.Config.LogFormat).WithValues("instance", st.Pool.Instance)
 	cur := st
 	err = daemon.Run(context.Background(), daemon.Options{
-		Settings: st.daemon(),
+		Settings: daemonSettings(st),
 		Reload: func() (daemon.Settings, error) {
-			next, err := loadSettings(args, os.LookupEnv)
+			next, err := config.LoadSettings(args, os.LookupEnv)
 			if err != nil {
 				return daemon.Settings{}, err
 			}
-			cur.fs.VisitAll(func(f *flag.Flag) {
-				if nf := next.fs.Lookup(f.Name); !liveKeys[f.Name] && nf != nil && nf.Value.String() != f.Value.String() {
+			cur.Flags.VisitAll(func(f *flag.Flag) {
+				if nf := next.Flags.Lookup(f.Name); !liveKeys[f.Name] && nf != nil && nf.Value.String() != f.Value.String() {
 					log.Info("setting changed; it takes effect when mrtd restarts", "key", f.Name, "running", f.Value.String(), "new", nf.Value.String())
 				}
 			})
 			cur = next
-			return next.daemon(), nil
+			return daemonSettings(next), nil
 		},
 		Log: log,
 	})
@@ -68,6 +65,11 @@ func daemonCommand(args []string, stdout, stderr io.Writer) int {
 		return failDaemon(stderr, err)
 	}
 	return 0
+}
+
+// daemonSettings is what the daemon runs of st.
+func daemonSettings(st *config.Settings) daemon.Settings {
+	return daemon.Settings{Container: st.Config, Pool: st.Pool, Workers: st.Workers}
 }
 
 // failDaemon prints err as one line: 2 for usage errors, 1 otherwise.

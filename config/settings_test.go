@@ -1,6 +1,7 @@
-package main
+package config
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,7 +28,7 @@ env = ["ONLY=two"]
 		"MRTD_ENV":          "FROM=env\nENV=1",
 	}
 	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
-	st, err := loadSettings([]string{"--stop-timeout", "7s"}, lookup)
+	st, err := LoadSettings([]string{"--stop-timeout", "7s"}, lookup)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,33 +38,33 @@ env = ["ONLY=two"]
 		want any
 		src  string
 	}{
-		{"stop-timeout", st.pool.StopTimeout, 7 * time.Second, "flag"},
-		{"workers", st.pool.Workers, 5, "env MRTD_WORKERS"},
-		{"backoff-max", st.pool.BackoffMax, 2 * time.Minute, "file " + path},
-		{"env", strings.Join(st.cfg.Env, ","), "FROM=env,ENV=1", "env MRTD_ENV"},
-		{"command", strings.Join(st.cfg.Args, " "), "/usr/bin/worker --queue a", "file " + path},
-		{"backoff-min", st.pool.BackoffMin, 100 * time.Millisecond, ""},
+		{"stop-timeout", st.Pool.StopTimeout, 7 * time.Second, "flag"},
+		{"workers", st.Pool.Workers, 5, "env MRTD_WORKERS"},
+		{"backoff-max", st.Pool.BackoffMax, 2 * time.Minute, "file " + path},
+		{"env", strings.Join(st.Config.Env, ","), "FROM=env,ENV=1", "env MRTD_ENV"},
+		{"command", strings.Join(st.Config.Args, " "), "/usr/bin/worker --queue a", "file " + path},
+		{"backoff-min", st.Pool.BackoffMin, 100 * time.Millisecond, ""},
 	}
 	for _, c := range checks {
-		if c.got != c.want || st.sources[c.key] != c.src {
-			t.Errorf("%s = %v from %q, want %v from %q", c.key, c.got, st.sources[c.key], c.want, c.src)
+		if c.got != c.want || st.Sources[c.key] != c.src {
+			t.Errorf("%s = %v from %q, want %v from %q", c.key, c.got, st.Sources[c.key], c.want, c.src)
 		}
 	}
-	if got := st.workers[2].Env; len(got) != 1 || got[0] != "ONLY=two" {
+	if got := st.Workers[2].Env; len(got) != 1 || got[0] != "ONLY=two" {
 		t.Errorf("[worker.2] env = %v", got)
 	}
 
 	// Flags replace lists rather than extend them.
-	st, err = loadSettings([]string{"--env", "FROM=flag", "--", "/bin/other"}, lookup)
+	st, err = LoadSettings([]string{"--env", "FROM=flag", "--", "/bin/other"}, lookup)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(st.cfg.Env, ","); got != "FROM=flag" || st.cfg.Args[0] != "/bin/other" || st.sources["command"] != "flag" {
-		t.Errorf("env %q args %v sources %v", got, st.cfg.Args, st.sources)
+	if got := strings.Join(st.Config.Env, ","); got != "FROM=flag" || st.Config.Args[0] != "/bin/other" || st.Sources["command"] != "flag" {
+		t.Errorf("env %q args %v sources %v", got, st.Config.Args, st.Sources)
 	}
 
 	var b strings.Builder
-	st.print(&b)
+	st.Print(&b)
 	for _, want := range []string{`# flag`, `# env MRTD_WORKERS`, `# file ` + path, `# default`, "worker.2"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("mrtd config output lacks %q:\n%s", want, b.String())
@@ -104,14 +105,14 @@ func TestSettingsErrors(t *testing.T) {
 		{"metrics addr that does not parse", []string{"--metrics-addr", "notanaddr"}, `--metrics-addr "notanaddr" is not an address: use HOST:PORT with a numeric port`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := loadSettings(tc.args, lookup)
-			if err == nil || !strings.Contains(err.Error(), tc.want) || exitCode(err) != exitUsage || strings.Contains(err.Error(), "\n") {
+			_, err := LoadSettings(tc.args, lookup)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !isUsage(err) || strings.Contains(err.Error(), "\n") {
 				t.Fatalf("error %v, want a usage error containing %q", err, tc.want)
 			}
 		})
 	}
 	// The default config file is optional.
-	if _, err := loadSettings(nil, lookup); err != nil {
+	if _, err := LoadSettings(nil, lookup); err != nil {
 		t.Fatalf("no config file at the default path: %v", err)
 	}
 }
@@ -126,10 +127,15 @@ func TestSettingsEnvErrorSaysWhatIsExpected(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env := map[string]string{"HOME": dir, tc.key: tc.value}
-			_, err := loadSettings(nil, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
-			if err == nil || !strings.Contains(err.Error(), tc.want) || exitCode(err) != exitUsage {
+			_, err := LoadSettings(nil, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !isUsage(err) {
 				t.Fatalf("error %v, want a usage error containing %q", err, tc.want)
 			}
 		})
 	}
+}
+
+func isUsage(err error) bool {
+	var u *UsageError
+	return errors.As(err, &u)
 }

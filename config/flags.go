@@ -1,0 +1,66 @@
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// StringList is a repeatable flag.
+type StringList []string
+
+func (s *StringList) String() string     { return strings.Join(*s, ",") }
+func (s *StringList) Set(v string) error { *s = append(*s, v); return nil }
+
+// ErrHelp is returned by ParseFlags when --help was asked for.
+var ErrHelp = errors.New("help requested")
+
+// ParseFlags parses args with fs, turning the flag package's errors into
+// one-line *UsageError values that name the fix.
+func ParseFlags(fs *flag.FlagSet, args []string) error {
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		return ErrHelp
+	}
+	if err != nil {
+		msg := err.Error()
+		if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
+			msg = fmt.Sprintf("unknown flag --%s", strings.TrimPrefix(name, "-"))
+		}
+		help := "mrtd --help"
+		if fs.Name() != "mrtd" {
+			help = "mrtd " + fs.Name() + " --help"
+		}
+		return &UsageError{Err: fmt.Errorf("%s (see `%s`)", msg, help)}
+	}
+	return nil
+}
+
+// RunFlags declares the flags of mrtd run into a new FlagSet.
+func RunFlags(cfg *Config, env *StringList) *flag.FlagSet {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	containerFlags(fs, cfg, env)
+	fs.StringVar(&cfg.Hostname, "hostname", cfg.Hostname, "container host`name` (default: the container id)")
+	return fs
+}
+
+// containerFlags are the flags of run and of the pool: what one container
+// is made from.
+func containerFlags(fs *flag.FlagSet, cfg *Config, env *StringList) {
+	fs.StringVar(&cfg.Rootfs, "rootfs", cfg.Rootfs, "use `PATH` as the rootfs: a directory (used in place, read-only) or a .tar/.tar.zst archive (extracted into the cache); default: the embedded rootfs")
+	fs.StringVar(&cfg.Runc, "runc", cfg.Runc, "use the runc binary at `PATH` instead of the embedded one")
+	fs.StringVar(&cfg.CacheDir, "cache-dir", cfg.CacheDir, "extract runc and rootfs archives into `DIR`")
+	fs.StringVar(&cfg.RuntimeDir, "runtime-dir", cfg.RuntimeDir, "keep runc state and bundles in `DIR`")
+	fs.IntVar(&cfg.HostUID, "host-uid", cfg.HostUID, "when run as root, the host `uid` container root maps to")
+	fs.IntVar(&cfg.HostGID, "host-gid", cfg.HostGID, "when run as root, the host `gid` container root maps to")
+	fs.StringVar(&cfg.Network, "network", cfg.Network, "`host` (share the host's network) or none (loopback only)")
+	fs.StringVar(&cfg.Seccomp, "seccomp", cfg.Seccomp, "`default` (Docker's default profile) or unconfined")
+	fs.Var(env, "env", "set `KEY=VALUE` in the container (repeatable)")
+	fs.StringVar(&cfg.Workdir, "workdir", cfg.Workdir, "working `DIR` inside the container (default /)")
+	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "`auto` (the journal under systemd, console on a terminal, else JSON), journal, console or json")
+}
