@@ -3,4 +3,11 @@
 // A worker is a supervisor.Service whose Serve starts a detached container,
 // waits for its init to exit (routed by the reaper) or for the daemon to
 // stop, and deletes it.
+//
+// The pool owns what is under it: New makes the process a child subreaper
+// and installs the reaper, Config carries the restart policy, and callers
+// see Event, Status and Reason, never supervisor or container types. It
+// imports supervisor, container and reaper; only daemon imports it. The
+// containers run through the Runtime interface, so that tests can use a
+// fake one.
 package pool

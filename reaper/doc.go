@@ -5,4 +5,7 @@
 // stay resident per container, and nothing races exec.Cmd.Wait: runc is
 // started through the Reaper, which implements go-runc's ProcessMonitor, as
 // containerd's reaper does.
+//
+// It imports no mrtd package; pool installs it, container routes runc
+// through it.
 package reaper

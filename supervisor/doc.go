@@ -4,8 +4,10 @@
 // others. It knows nothing about containers: a service is anything with a
 // Serve method.
 //
-// A Supervisor is not a lifetime group: the daemon's lifetime (signals,
-// reaper, supervisor) is held by an errgroup in cmd/mrtd. Supervisor.Run
-// returns when its context is cancelled and every service has stopped, or
-// when a service fails with ErrDoNotRestart.
+// A Supervisor is not a lifetime group: the daemon's lifetime is held by an
+// oklog/run group in package daemon. Supervisor.Run returns when its context
+// is cancelled and every service has stopped, or when a service fails with
+// ErrDoNotRestart.
+//
+// It imports no mrtd package; only pool imports it.
 package supervisor

@@ -1,5 +1,3 @@
-// Command mrtd runs rootless containers from one binary that carries its own
-// runc and root filesystem.
 package main
 
 import (
