@@ -134,7 +134,7 @@ func (c *Config) Validate() error {
 		return usagef("--host-uid and --host-gid must be unprivileged ids (1 to 4294967294), got %d and %d", c.HostUID, c.HostGID)
 	}
 	for _, kv := range c.Env {
-		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+		if !IsKeyValue(kv) {
 			return usagef("--env %q is not KEY=VALUE", kv)
 		}
 	}
@@ -273,6 +273,13 @@ func ParseSignal(s string) (syscall.Signal, error) {
 	return 0, usagef("--stop-signal %q is not a signal: use a name like TERM or a number", s)
 }
 
+// IsKeyValue reports whether kv is an environment entry: KEY=VALUE with a
+// non-empty KEY (VALUE may be empty).
+func IsKeyValue(kv string) bool {
+	k, _, ok := strings.Cut(kv, "=")
+	return ok && k != ""
+}
+
 // ReadEnvFile reads KEY=VALUE lines; blank lines and lines starting with #
 // are skipped.
 func ReadEnvFile(path string) ([]string, error) {
@@ -286,7 +293,7 @@ func ReadEnvFile(path string) ([]string, error) {
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		if k, _, ok := strings.Cut(line, "="); !ok || k == "" {
+		if !IsKeyValue(line) {
 			return nil, usagef("--env-file %s line %d: %q is not KEY=VALUE", path, i+1, line)
 		}
 		env = append(env, line)

@@ -175,7 +175,7 @@ func LoadSettings(args []string, lookupEnv func(string) (string, bool)) (*Settin
 			return s, &UsageError{Err: fmt.Errorf("config file %s: [worker.%d] is beyond the largest pool (%d)", s.ConfigPath, i, MaxWorkers)}
 		}
 		for _, kv := range w.Env {
-			if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			if !IsKeyValue(kv) {
 				return s, &UsageError{Err: fmt.Errorf("config file %s: [worker.%d] env %q is not KEY=VALUE", s.ConfigPath, i, kv)}
 			}
 		}
