@@ -51,8 +51,8 @@ import (
 
 	"github.com/mrt-project/mrt/config"
 	"github.com/mrt-project/mrt/container"
+	"github.com/mrt-project/mrt/internal/mrtdtest"
 	"github.com/mrt-project/mrt/rootfs"
-	"github.com/mrt-project/mrt/tools/bench/daemon"
 )
 
 var (
@@ -161,7 +161,7 @@ func benchMain() int {
 	b.nofile = noFileLimit()
 	// Detached floor containers (runc run -d) are reparented to bench,
 	// which reaps them; so are the containers of an mrtd that died.
-	if err := daemon.SetSubreaper(); err != nil {
+	if err := mrtdtest.SetSubreaper(); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: becoming a child subreaper: %v\n", err)
 		return 1
 	}
@@ -771,7 +771,7 @@ func (b *bench) cleanup() {
 	}
 	// Inits of containers removed above, reparented to bench.
 	time.Sleep(100 * time.Millisecond)
-	daemon.ReapAll()
+	mrtdtest.ReapAll()
 	if err := rootfs.RemoveTree(b.tmp); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: removing %s: %v\n", b.tmp, err)
 	}

@@ -37,7 +37,7 @@ import (
 
 	"github.com/mrt-project/mrt/config"
 	"github.com/mrt-project/mrt/container"
-	"github.com/mrt-project/mrt/tools/bench/daemon"
+	"github.com/mrt-project/mrt/internal/mrtdtest"
 )
 
 // poolCommand is every worker's command, in mrtd's pool and in the floor.
@@ -63,7 +63,7 @@ type poolBench struct {
 	rawDir   string // the floors' bundles
 
 	mu      sync.Mutex
-	daemons map[*daemon.Daemon]bool // running mrtds, stopped at cleanup
+	daemons map[*mrtdtest.Daemon]bool // running mrtds, stopped at cleanup
 }
 
 // resRow is one line of the pool resources table.
@@ -75,7 +75,7 @@ type resRow struct {
 // poolFigures measures the pool and returns the ratio rows, the resource
 // rows and the series.
 func (b *bench) poolFigures() ([]row, []resRow, []*samples, error) {
-	p := &poolBench{bench: b, daemons: map[*daemon.Daemon]bool{}}
+	p := &poolBench{bench: b, daemons: map[*mrtdtest.Daemon]bool{}}
 	b.pool = p
 	p.dir = filepath.Join(b.tmp, "pool")
 	p.cache = filepath.Join(p.dir, "cache")
@@ -197,7 +197,7 @@ func (p *poolBench) args(size int, extra ...string) []string {
 
 // start starts mrtd and waits until size workers run. It returns the
 // daemon and the time from launch until the last "worker running" event.
-func (p *poolBench) start(size int, extra ...string) (*daemon.Daemon, time.Duration, error) {
+func (p *poolBench) start(size int, extra ...string) (*mrtdtest.Daemon, time.Duration, error) {
 	if stopping.Load() {
 		return nil, 0, errInterrupted
 	}
@@ -205,14 +205,14 @@ func (p *poolBench) start(size int, extra ...string) (*daemon.Daemon, time.Durat
 	if *verbose {
 		fmt.Fprintf(os.Stderr, "+ %s %s\n", p.mrtd, strings.Join(args, " "))
 	}
-	d, err := daemon.Start(p.mrtd, args, nil)
+	d, err := mrtdtest.Start(p.mrtd, args, nil)
 	if err != nil {
 		return nil, 0, err
 	}
 	p.mu.Lock()
 	p.daemons[d] = true
 	p.mu.Unlock()
-	at, err := d.WaitFor(startTimeout, func(s *daemon.State) bool { return s.Running() == size })
+	at, err := d.WaitFor(startTimeout, func(s *mrtdtest.State) bool { return s.Running() == size })
 	if err != nil {
 		p.stop(d)
 		return nil, 0, fmt.Errorf("mrtd --workers %d: waiting for every worker to run: %w", size, err)
@@ -221,7 +221,7 @@ func (p *poolBench) start(size int, extra ...string) (*daemon.Daemon, time.Durat
 }
 
 // stop stops mrtd with SIGTERM and checks that it exited 0.
-func (p *poolBench) stop(d *daemon.Daemon) error {
+func (p *poolBench) stop(d *mrtdtest.Daemon) error {
 	err := d.Stop(stopTimeout)
 	p.mu.Lock()
 	delete(p.daemons, d)
@@ -236,7 +236,7 @@ func (p *poolBench) stop(d *daemon.Daemon) error {
 // stopAll stops every mrtd still running (after an error or an interrupt).
 func (p *poolBench) stopAll() {
 	p.mu.Lock()
-	ds := make([]*daemon.Daemon, 0, len(p.daemons))
+	ds := make([]*mrtdtest.Daemon, 0, len(p.daemons))
 	for d := range p.daemons {
 		ds = append(ds, d)
 	}
@@ -383,7 +383,7 @@ func (p *poolBench) rawRemove(bundles []rawBundle) error {
 			pid := initPid(rb)
 			p.runcCmd(rb, "kill", rb.id, "KILL").Run()
 			if pid > 0 {
-				daemon.ReapPid(pid, 5*time.Second)
+				mrtdtest.ReapPid(pid, 5*time.Second)
 			}
 			errs[i] = p.runcErr(rb, "delete --force", p.runcCmd(rb, "delete", "--force", rb.id).Run())
 		}()
@@ -437,7 +437,7 @@ func (p *poolBench) restart(unconfined bool) ([]row, []*samples, error) {
 			if err := unix.Kill(pid, unix.SIGKILL); err != nil {
 				return 0, fmt.Errorf("killing worker 0's init %d: %w", pid, err)
 			}
-			at, err := d.WaitFor(30*time.Second, func(s *daemon.State) bool {
+			at, err := d.WaitFor(30*time.Second, func(s *mrtdtest.State) bool {
 				_, up := s.Pids[0]
 				return up && s.Restarts[0] > restarts
 			})
@@ -469,7 +469,7 @@ func (p *poolBench) restart(unconfined bool) ([]row, []*samples, error) {
 			}
 			t := time.Since(start)
 			if old > 0 {
-				daemon.ReapPid(old, 5*time.Second)
+				mrtdtest.ReapPid(old, 5*time.Second)
 			}
 			return t, err
 		}),
@@ -498,8 +498,8 @@ func (p *poolBench) restart(unconfined bool) ([]row, []*samples, error) {
 }
 
 // runcResident counts runc processes on the host.
-func (p *poolBench) runcResident() []daemon.Proc {
-	return daemon.RuncProcesses(p.runc, p.runcPool, p.runcCached)
+func (p *poolBench) runcResident() []mrtdtest.Proc {
+	return mrtdtest.RuncProcesses(p.runc, p.runcPool, p.runcCached)
 }
 
 // memory measures mrtd's PSS with 1 and with 64 workers, and counts runc
@@ -522,7 +522,7 @@ func (p *poolBench) memory() ([]resRow, error) {
 		// Let the start's garbage be collected and the runc processes
 		// exit.
 		time.Sleep(2 * time.Second)
-		v, err := daemon.PSS(d.Pid)
+		v, err := mrtdtest.PSS(d.Pid)
 		rs := p.runcResident()
 		if serr := p.stop(d); err == nil {
 			err = serr
@@ -587,7 +587,7 @@ func (p *poolBench) idleCPU(size int) ([]resRow, error) {
 	}
 	defer p.stop(d)
 	time.Sleep(2 * time.Second)
-	before, err := daemon.ReadProc(d.Pid)
+	before, err := mrtdtest.ReadProc(d.Pid)
 	if err != nil {
 		return nil, err
 	}
@@ -600,18 +600,18 @@ func (p *poolBench) idleCPU(size int) ([]resRow, error) {
 		}
 		time.Sleep(min(200*time.Millisecond, time.Until(deadline)))
 	}
-	after, err := daemon.ReadProc(d.Pid)
+	after, err := mrtdtest.ReadProc(d.Pid)
 	if err != nil {
 		return nil, err
 	}
 	wall := time.Since(t0)
 	st := d.Snapshot()
 	ut, stt := after.UTime-before.UTime, after.STime-before.STime
-	cpu := float64(ut+stt) / daemon.ClockTicks
+	cpu := float64(ut+stt) / mrtdtest.ClockTicks
 	pct := 100 * cpu / wall.Seconds()
 	rs := p.runcResident()
 	detail := fmt.Sprintf("%d ticks of 1/%ds in %.1fs (utime %d, stime %d); %d worker events meanwhile; %d runc processes",
-		ut+stt, daemon.ClockTicks, wall.Seconds(), ut, stt, st.RunningEvents+st.Exits-events, len(rs))
+		ut+stt, mrtdtest.ClockTicks, wall.Seconds(), ut, stt, st.RunningEvents+st.Exits-events, len(rs))
 	return []resRow{{
 		figure: fmt.Sprintf("mrtd idle CPU, %d workers", size), value: fmt.Sprintf("%.2f%% of a core", pct),
 		target: "< 1%", over: pct >= 1, detail: detail,

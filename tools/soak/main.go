@@ -32,8 +32,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mrt-project/mrt/internal/mrtdtest"
 	"github.com/mrt-project/mrt/rootfs"
-	"github.com/mrt-project/mrt/tools/bench/daemon"
 )
 
 var (
@@ -76,7 +76,7 @@ var interrupted atomic.Bool
 type soak struct {
 	tmp, cache, runtime string
 	logPath             string
-	d                   *daemon.Daemon
+	d                   *mrtdtest.Daemon
 	rnd                 *rand.Rand
 
 	kills, doubles    int // kill rounds, and of those with two victims
@@ -98,8 +98,8 @@ type soak struct {
 	restartsPerWorker map[int]int
 	collected         bool // what mrtd left was looked for
 	hasStatus         bool // mrtd logs its status on SIGUSR1
-	statusStart       daemon.Status
-	statusEnd         daemon.Status
+	statusStart       mrtdtest.Status
+	statusEnd         mrtdtest.Status
 	statusErr         error
 }
 
@@ -124,7 +124,7 @@ func soakMain() int {
 	}
 	// Inits of containers that outlive mrtd are reparented to soak: they
 	// are the leaks it looks for.
-	if err := daemon.SetSubreaper(); err != nil {
+	if err := mrtdtest.SetSubreaper(); err != nil {
 		fmt.Fprintf(os.Stderr, "soak: becoming a child subreaper: %v\n", err)
 		return 1
 	}
@@ -191,13 +191,13 @@ func (s *soak) run(bin string) (bool, error) {
 	fmt.Printf("soak: %s %s\n", bin, strings.Join(args, " "))
 	fmt.Printf("soak: %d workers for %v; random pauses up to %v; two at once about 1 kill in %d; seed %d\n",
 		*workers, *duration, *pauseMax, *doubleEvery, *seed)
-	s.d, err = daemon.Start(bin, args, logFile)
+	s.d, err = mrtdtest.Start(bin, args, logFile)
 	if err != nil {
 		return false, err
 	}
 	d := s.d
 	n := *workers
-	if _, err := d.WaitFor(3*time.Minute, func(st *daemon.State) bool { return st.Running() == n }); err != nil {
+	if _, err := d.WaitFor(3*time.Minute, func(st *mrtdtest.State) bool { return st.Running() == n }); err != nil {
 		d.Stop(*stopTimeout + 30*time.Second)
 		return false, fmt.Errorf("waiting for %d workers to run: %w", n, err)
 	}
@@ -206,7 +206,7 @@ func (s *soak) run(bin string) (bool, error) {
 		d.Stop(*stopTimeout + 30*time.Second)
 		return false, err
 	}
-	s.hasStatus = daemon.HasStatus(bin)
+	s.hasStatus = mrtdtest.HasStatus(bin)
 	if s.hasStatus {
 		if s.statusStart, err = s.settledStatus(); err != nil {
 			d.Stop(*stopTimeout + 30*time.Second)
@@ -241,7 +241,7 @@ func (s *soak) run(bin string) (bool, error) {
 	}
 
 	// The end: all N running again, then fds and zombies.
-	if _, err := d.WaitFor(*restoreTimeout, func(st *daemon.State) bool { return st.Running() == n }); err != nil {
+	if _, err := d.WaitFor(*restoreTimeout, func(st *mrtdtest.State) bool { return st.Running() == n }); err != nil {
 		fmt.Fprintf(os.Stderr, "soak: at the end, %d workers did not all run within %v: %v\n", n, *restoreTimeout, err)
 	}
 	time.Sleep(time.Second)
@@ -265,7 +265,7 @@ func (s *soak) run(bin string) (bool, error) {
 func (s *soak) settledFDs() (int, error) {
 	prev := -1
 	for range 25 {
-		c, err := daemon.FDs(s.d.Pid)
+		c, err := mrtdtest.FDs(s.d.Pid)
 		if err != nil {
 			return 0, err
 		}
@@ -280,8 +280,8 @@ func (s *soak) settledFDs() (int, error) {
 
 // settledStatus asks mrtd for its status (SIGUSR1) until two goroutine
 // counts in a row agree.
-func (s *soak) settledStatus() (daemon.Status, error) {
-	var prev daemon.Status
+func (s *soak) settledStatus() (mrtdtest.Status, error) {
+	var prev mrtdtest.Status
 	for i := range 10 {
 		st, err := s.d.QueryStatus(5 * time.Second)
 		if err != nil {
@@ -343,7 +343,7 @@ func (s *soak) killRound() {
 		s.doubles++
 	}
 	var backoff time.Duration
-	_, err := d.WaitFor(*restoreTimeout, func(st *daemon.State) bool {
+	_, err := d.WaitFor(*restoreTimeout, func(st *mrtdtest.State) bool {
 		for w, r := range before {
 			if _, up := st.Pids[w]; !up || st.Restarts[w] <= r {
 				return false
@@ -382,7 +382,7 @@ func killChild(pid, parent int) error {
 		return fmt.Errorf("pidfd_open: %w", err)
 	}
 	defer unix.Close(fd)
-	p, err := daemon.ReadProc(pid)
+	p, err := mrtdtest.ReadProc(pid)
 	if err != nil || p.PPid != parent || p.State == 'Z' {
 		return errors.New("no longer a live child of mrtd")
 	}
@@ -410,7 +410,7 @@ func (s *soak) initsOnce() error {
 	}
 	var extra []string
 	found := 0
-	for _, c := range daemon.Children(s.d.Pid) {
+	for _, c := range mrtdtest.Children(s.d.Pid) {
 		switch {
 		case want[c.Pid] && c.State != 'Z':
 			found++
@@ -431,7 +431,7 @@ func (s *soak) initsOnce() error {
 func (s *soak) persistentZombies() []string {
 	scan := func() map[int]string {
 		z := map[int]string{}
-		for _, c := range daemon.Children(s.d.Pid) {
+		for _, c := range mrtdtest.Children(s.d.Pid) {
 			if c.State == 'Z' {
 				z[c.Pid] = c.Comm
 			}
@@ -472,16 +472,16 @@ func (s *soak) collect() {
 	// Orphans reparented to soak: anything of mrtd's that outlived it.
 	self := os.Getpid()
 	seen := map[int]bool{}
-	for _, c := range daemon.Children(self) {
+	for _, c := range mrtdtest.Children(self) {
 		seen[c.Pid] = true
-		s.leaked = append(s.leaked, fmt.Sprintf("%d %q (%c), reparented to soak", c.Pid, daemon.Cmdline(c.Pid), c.State))
+		s.leaked = append(s.leaked, fmt.Sprintf("%d %q (%c), reparented to soak", c.Pid, mrtdtest.Cmdline(c.Pid), c.State))
 	}
 	// Container inits alive elsewhere.
 	for _, pid := range st.AllPids {
-		if seen[pid] || !daemon.Alive(pid) {
+		if seen[pid] || !mrtdtest.Alive(pid) {
 			continue
 		}
-		if cl := daemon.Cmdline(pid); cl == strings.Join(command, " ") {
+		if cl := mrtdtest.Cmdline(pid); cl == strings.Join(command, " ") {
 			s.leaked = append(s.leaked, fmt.Sprintf("%d %q, a worker init", pid, cl))
 		}
 	}
@@ -510,11 +510,11 @@ func (s *soak) check() bool {
 			}
 		}
 	}
-	for _, c := range daemon.Children(os.Getpid()) {
+	for _, c := range mrtdtest.Children(os.Getpid()) {
 		unix.Kill(c.Pid, unix.SIGKILL)
 	}
 	time.Sleep(100 * time.Millisecond)
-	daemon.ReapAll()
+	mrtdtest.ReapAll()
 	return ok
 }
 

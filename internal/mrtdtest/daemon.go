@@ -1,8 +1,8 @@
-// Package daemon runs `mrtd --workers N` for the bench and soak tools: it
+// Package mrtdtest runs `mrtd --workers N` for the bench and soak tools: it
 // follows the pool's JSON log on mrtd's stderr (which worker runs which
 // container init, restarts, exits), stops mrtd, and reads what /proc says
 // about it (CPU time, PSS, open fds, children, resident runc processes).
-package daemon
+package mrtdtest
 
 import (
 	"bufio"
