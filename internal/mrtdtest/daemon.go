@@ -1,7 +1,3 @@
-// Package mrtdtest runs `mrtd --workers N` for the bench and soak tools: it
-// follows the pool's JSON log on mrtd's stderr (which worker runs which
-// container init, restarts, exits), stops mrtd, and reads what /proc says
-// about it (CPU time, PSS, open fds, children, resident runc processes).
 package mrtdtest
 
 import (
@@ -13,32 +9,44 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
+	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
-// Daemon is one running `mrtd` pool.
+// Daemon is one running mrtd whose JSON log, on its stderr, is followed.
 type Daemon struct {
 	// Pid is mrtd's process id.
 	Pid int
 	// Started is when the process was started (just before fork).
 	Started time.Time
 
-	cmd *exec.Cmd
+	cmd  *exec.Cmd
+	log  *os.File // the read end of mrtd's stderr
+	opts Options
 
 	mu      sync.Mutex
 	st      State
-	changed chan struct{} // closed and replaced on every event
+	lines   []string      // every line, when opts.Keep
+	events  []Event       // every JSON line, when opts.Keep
+	next    int           // the first event Next has not looked at
+	changed chan struct{} // closed and replaced on every line
 
 	readDone chan struct{}
 	exited   chan struct{}
 	waitErr  error
+}
+
+// Options say what Start keeps of mrtd's log.
+type Options struct {
+	// CopyTo receives every line of mrtd's stderr, when not nil.
+	CopyTo io.Writer
+	// Keep keeps every line and event, for Log, Lines and Next. Tests set
+	// it; a long soak, which copies the log to a file, does not.
+	Keep bool
 }
 
 // State is what mrtd's log said so far.
@@ -73,8 +81,12 @@ type Status struct {
 // Running is how many workers run.
 func (s *State) Running() int { return len(s.Pids) }
 
-// Event is one line of mrtd's JSON log.
-type Event struct {
+// Event is one line of mrtd's JSON log, as tests read it: numbers are
+// float64, as encoding/json decodes them.
+type Event map[string]any
+
+// logEntry is what State is made of in one line of mrtd's log.
+type logEntry struct {
 	Level       string `json:"level"`
 	Msg         string `json:"msg"`
 	Worker      *int   `json:"worker"`
@@ -89,20 +101,31 @@ type Event struct {
 	OpenFDs     *int   `json:"openFds"`
 }
 
-// Start starts bin with args (the pool's flags and command), stdin from
-// /dev/null, stdout discarded, in its own process group, with SIGTERM as
-// its parent-death signal. Every line of its stderr is also copied to
-// copyTo when it is not nil.
-func Start(bin string, args []string, copyTo io.Writer) (*Daemon, error) {
+// Command is mrtd as the tools run it: bin with args (the pool's flags and
+// command), stdin from /dev/null, stdout discarded, in its own process
+// group, with SIGTERM as its parent-death signal.
+func Command(bin string, args ...string) *exec.Cmd {
+	cmd := exec.Command(bin, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	return cmd
+}
+
+// Start starts cmd, a prepared mrtd whose stderr is not set, and follows
+// its log. Its exit is waited for at once: use Exited, Wait or Err, never
+// cmd.Wait.
+func Start(cmd *exec.Cmd, opts Options) (*Daemon, error) {
+	if cmd.Stderr != nil {
+		return nil, errors.New("mrtdtest.Start: the command's stderr is set already")
+	}
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, args...)
 	cmd.Stderr = w
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	d := &Daemon{
 		cmd:      cmd,
+		log:      r,
+		opts:     opts,
 		st:       State{Pids: map[int]int{}, Restarts: map[int]int{}, Backoff: map[int]time.Duration{}},
 		changed:  make(chan struct{}),
 		readDone: make(chan struct{}),
@@ -116,7 +139,7 @@ func Start(bin string, args []string, copyTo io.Writer) (*Daemon, error) {
 	}
 	w.Close()
 	d.Pid = cmd.Process.Pid
-	go d.read(r, copyTo)
+	go d.read()
 	go func() {
 		d.waitErr = cmd.Wait()
 		close(d.exited)
@@ -124,18 +147,18 @@ func Start(bin string, args []string, copyTo io.Writer) (*Daemon, error) {
 	return d, nil
 }
 
-func (d *Daemon) read(r *os.File, copyTo io.Writer) {
+func (d *Daemon) read() {
 	defer close(d.readDone)
-	defer r.Close()
-	br := bufio.NewReaderSize(r, 256<<10)
+	defer d.log.Close()
+	br := bufio.NewReaderSize(d.log, 256<<10)
 	for {
 		line, err := br.ReadBytes('\n')
 		now := time.Now()
 		if len(bytes.TrimSpace(line)) > 0 {
-			if copyTo != nil {
-				copyTo.Write(line)
+			if d.opts.CopyTo != nil {
+				d.opts.CopyTo.Write(line)
 			}
-			d.event(bytes.TrimSpace(line), now)
+			d.event(bytes.TrimRight(line, "\n"), now)
 		}
 		if err != nil {
 			return
@@ -144,9 +167,17 @@ func (d *Daemon) read(r *os.File, copyTo io.Writer) {
 }
 
 func (d *Daemon) event(line []byte, now time.Time) {
-	var e Event
+	var e logEntry
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.opts.Keep {
+		d.lines = append(d.lines, string(line))
+		var ev Event
+		if json.Unmarshal(line, &ev) == nil {
+			d.events = append(d.events, ev)
+		}
+	}
+	line = bytes.TrimSpace(line)
 	st := &d.st
 	problem := func(s string) {
 		st.Problems = append(st.Problems, s)
@@ -216,42 +247,56 @@ func cloneMap(m map[int]int) map[int]int {
 	return c
 }
 
-// ErrTimeout is returned by WaitFor when the condition did not come true
-// in time.
+// ErrTimeout is returned by the waits of Daemon when what they wait for
+// did not come in time.
 var ErrTimeout = errors.New("timed out")
+
+// errLogEnded is returned by the waits of Daemon when the log ended first.
+var errLogEnded = errors.New("the log ended")
+
+// await calls check, under d.mu, now and after each line, until it is
+// true. It fails when timeout passes or the log ends first.
+func (d *Daemon) await(timeout time.Duration, check func() bool) error {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for ended := false; ; {
+		d.mu.Lock()
+		ok, ch := check(), d.changed
+		d.mu.Unlock()
+		switch {
+		case ok:
+			return nil
+		case ended:
+			return errLogEnded
+		}
+		select {
+		case <-ch:
+		case <-d.readDone:
+			ended = true // one last look
+		case <-t.C:
+			return fmt.Errorf("%w after %v", ErrTimeout, timeout)
+		}
+	}
+}
 
 // WaitFor waits until cond, called with the state after each event, is
 // true, and returns when the event that made it true was read (the latest
 // event's time when it is true already). It fails when timeout passes or
 // mrtd exits first.
 func (d *Daemon) WaitFor(timeout time.Duration, cond func(*State) bool) (time.Time, error) {
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	for {
-		d.mu.Lock()
-		if cond(&d.st) {
-			at := d.st.Last
-			d.mu.Unlock()
-			return at, nil
-		}
-		ch := d.changed
-		d.mu.Unlock()
-		select {
-		case <-ch:
-		case <-d.readDone:
-			// No more events: one last look.
-			d.mu.Lock()
-			ok, at := cond(&d.st), d.st.Last
-			d.mu.Unlock()
-			if ok {
-				return at, nil
-			}
-			<-d.exited
-			return time.Time{}, fmt.Errorf("mrtd exited (%v)%s", d.waitErr, d.problems())
-		case <-t.C:
-			return time.Time{}, fmt.Errorf("%w after %v%s", ErrTimeout, timeout, d.problems())
-		}
+	var at time.Time
+	err := d.await(timeout, func() bool {
+		at = d.st.Last
+		return cond(&d.st)
+	})
+	if errors.Is(err, errLogEnded) {
+		<-d.exited
+		return time.Time{}, fmt.Errorf("mrtd exited (%v)%s", d.waitErr, d.problems())
 	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%w%s", err, d.problems())
+	}
+	return at, nil
 }
 
 func (d *Daemon) problems() string {
@@ -260,6 +305,41 @@ func (d *Daemon) problems() string {
 		return ""
 	}
 	return ": " + strings.Join(st.Problems, "; ")
+}
+
+// NextEvent returns the next event, after those it or Next returned or
+// skipped before, whose message is one of msgs. It needs Options.Keep.
+func (d *Daemon) NextEvent(timeout time.Duration, msgs ...string) (Event, error) {
+	if !d.opts.Keep {
+		return nil, errors.New("mrtdtest: NextEvent needs Options.Keep")
+	}
+	var found Event
+	err := d.await(timeout, func() bool {
+		for d.next < len(d.events) {
+			ev := d.events[d.next]
+			d.next++
+			if msg, _ := ev["msg"].(string); slices.Contains(msgs, msg) {
+				found = ev
+				return true
+			}
+		}
+		return false
+	})
+	return found, err
+}
+
+// Log returns every line mrtd logged so far (with Options.Keep).
+func (d *Daemon) Log() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return strings.Join(d.lines, "\n")
+}
+
+// Lines returns every line mrtd logged so far (with Options.Keep).
+func (d *Daemon) Lines() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.lines)
 }
 
 // HasStatus reports whether the mrtd binary logs its status on SIGUSR1, as
@@ -314,201 +394,141 @@ func (d *Daemon) Stop(timeout time.Duration) error {
 	return d.waitErr
 }
 
-// waitLog waits a little for the end of the log: a process that inherited
-// mrtd's stderr could keep the pipe open.
-func (d *Daemon) waitLog() {
+// Wait waits up to timeout for mrtd to exit, and for its log to end, and
+// returns its exit error (nil for exit status 0). It does not stop mrtd.
+func (d *Daemon) Wait(timeout time.Duration) error {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
 	select {
-	case <-d.readDone:
-	case <-time.After(2 * time.Second):
+	case <-d.exited:
+	case <-t.C:
+		return fmt.Errorf("mrtd still runs: %w after %v", ErrTimeout, timeout)
 	}
-}
-
-// Err is mrtd's exit error once it has exited.
-func (d *Daemon) Err() error {
-	<-d.exited
+	d.waitLog()
 	return d.waitErr
 }
 
-// ---- /proc ----
-
-// ClockTicks is USER_HZ, the unit of /proc/<pid>/stat times (sysconf
-// _SC_CLK_TCK), which is 100 on every Linux architecture Go supports.
-const ClockTicks = 100
-
-// Proc is one line of /proc/<pid>/stat.
-type Proc struct {
-	Pid, PPid    int
-	State        byte
-	Comm         string
-	UTime, STime uint64 // clock ticks
+// waitLog waits a little for the end of the log: a process that inherited
+// mrtd's stderr could keep the pipe open.
+func (d *Daemon) waitLog() {
+	t := time.NewTimer(2 * time.Second)
+	defer t.Stop()
+	select {
+	case <-d.readDone:
+	case <-t.C:
+	}
 }
 
-// ReadProc parses /proc/<pid>/stat.
-func ReadProc(pid int) (Proc, error) {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+// Err waits for mrtd to exit, and a little for its log to end, and
+// returns its exit error.
+func (d *Daemon) Err() error {
+	<-d.exited
+	d.waitLog()
+	return d.waitErr
+}
+
+// CloseLog closes the read end of mrtd's stderr, as a log reader that goes
+// away would, and returns once the follower has stopped.
+func (d *Daemon) CloseLog() {
+	d.log.Close()
+	<-d.readDone
+}
+
+// ---- for tests ----
+
+// FollowTimeout bounds each wait of the test methods below.
+const FollowTimeout = 30 * time.Second
+
+// Next returns the next event with message msg, skipping others.
+func (d *Daemon) Next(t testing.TB, msg string) Event {
+	t.Helper()
+	ev, err := d.NextEvent(FollowTimeout, msg)
 	if err != nil {
-		return Proc{}, err
+		t.Fatalf("no %q in the log (%v):\n%s", msg, err, d.Log())
 	}
-	open, end := bytes.IndexByte(data, '('), bytes.LastIndexByte(data, ')')
-	if open < 0 || end < open {
-		return Proc{}, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
-	}
-	f := strings.Fields(string(data[end+1:]))
-	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
-	if len(f) < 13 {
-		return Proc{}, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
-	}
-	p := Proc{Pid: pid, Comm: string(data[open+1 : end]), State: f[0][0]}
-	p.PPid, _ = strconv.Atoi(f[1])
-	p.UTime, _ = strconv.ParseUint(f[11], 10, 64)
-	p.STime, _ = strconv.ParseUint(f[12], 10, 64)
-	return p, nil
+	return ev
 }
 
-// Procs returns every process on the host.
-func Procs() []Proc {
-	ents, err := os.ReadDir("/proc")
+// NextOf returns the next event with one of msgs.
+func (d *Daemon) NextOf(t testing.TB, msgs ...string) Event {
+	t.Helper()
+	ev, err := d.NextEvent(FollowTimeout, msgs...)
 	if err != nil {
-		return nil
+		t.Fatalf("none of %q in the log (%v):\n%s", msgs, err, d.Log())
 	}
-	var out []Proc
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if p, err := ReadProc(pid); err == nil {
-			out = append(out, p)
-		}
-	}
-	return out
+	return ev
 }
 
-// Children returns the processes whose parent is pid.
-func Children(pid int) []Proc {
-	var out []Proc
-	for _, p := range Procs() {
-		if p.PPid == pid {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// PSS is the proportional set size of pid, in bytes.
-func PSS(pid int) (int64, error) {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/smaps_rollup")
+// WaitLog waits until the log holds at least n occurrences of substr.
+func (d *Daemon) WaitLog(t testing.TB, substr string, n int) {
+	t.Helper()
+	err := d.await(FollowTimeout, func() bool {
+		return strings.Count(strings.Join(d.lines, "\n"), substr) >= n
+	})
 	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "Pss:"); ok {
-			f := strings.Fields(rest)
-			if len(f) >= 1 {
-				kb, err := strconv.ParseInt(f[0], 10, 64)
-				return kb << 10, err
-			}
-		}
-	}
-	return 0, fmt.Errorf("/proc/%d/smaps_rollup has no Pss line", pid)
-}
-
-// FDs counts the open file descriptors of pid.
-func FDs(pid int) (int, error) {
-	ents, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd")
-	return len(ents), err
-}
-
-// RuncProcesses returns the processes running one of the runc binaries
-// given, or whose name starts with "runc" (runc's init stages are named
-// runc:[0:PARENT], runc:[1:CHILD], runc:[2:INIT]; a binary named
-// runc-<digest> shows as runc-<digest>, cut to 15 bytes).
-func RuncProcesses(binaries ...string) []Proc {
-	var ids []fileID
-	for _, b := range binaries {
-		if id, ok := statID(b); ok {
-			ids = append(ids, id)
-		}
-	}
-	var out []Proc
-	for _, p := range Procs() {
-		if strings.HasPrefix(p.Comm, "runc") {
-			out = append(out, p)
-			continue
-		}
-		if id, ok := statID(filepath.Join("/proc", strconv.Itoa(p.Pid), "exe")); ok {
-			for _, want := range ids {
-				if id == want {
-					out = append(out, p)
-					break
-				}
-			}
-		}
-	}
-	return out
-}
-
-type fileID struct{ dev, ino uint64 }
-
-func statID(p string) (fileID, bool) {
-	var st unix.Stat_t
-	if err := unix.Stat(p, &st); err != nil {
-		return fileID{}, false
-	}
-	return fileID{uint64(st.Dev), st.Ino}, true
-}
-
-// Alive reports whether pid exists and is not a zombie.
-func Alive(pid int) bool {
-	p, err := ReadProc(pid)
-	return err == nil && p.State != 'Z' && p.State != 'X'
-}
-
-// Cmdline returns pid's command line, its arguments joined by spaces.
-func Cmdline(pid int) string {
-	data, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
-	return strings.TrimSpace(strings.ReplaceAll(string(data), "\x00", " "))
-}
-
-// ReapPid waits for pid, a child of this process (a subreaper), for up to
-// timeout. It reports whether pid was reaped.
-func ReapPid(pid int, timeout time.Duration) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		var ws unix.WaitStatus
-		got, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if got == pid {
-			return true
-		}
-		if err != nil || time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(time.Millisecond)
+		t.Fatalf("waiting for %d of %q in the log (%v):\n%s", n, substr, err, d.Log())
 	}
 }
 
-// ReapAll reaps every exited child of this process, without blocking, and
-// returns their pids. Call it only when no exec.Cmd is being waited for.
-func ReapAll() []int {
-	var pids []int
-	for {
-		var ws unix.WaitStatus
-		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil || pid <= 0 {
-			return pids
-		}
-		pids = append(pids, pid)
-	}
+// Ready waits until n containers in all printed "ready" (the probe's
+// pause does, once its signal handlers are installed).
+func (d *Daemon) Ready(t testing.TB, n int) {
+	t.Helper()
+	d.WaitLog(t, `"line":"ready"`, n)
 }
 
-// SetSubreaper makes this process the reaper of its orphaned descendants:
-// detached containers' inits, and those of an mrtd that died.
-func SetSubreaper() error {
-	return unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+// Running waits for n "worker running" events and returns pid by worker.
+func (d *Daemon) Running(t testing.TB, n int) map[int]int {
+	t.Helper()
+	pids := map[int]int{}
+	for len(pids) < n {
+		ev := d.Next(t, "worker running")
+		pids[int(ev["worker"].(float64))] = int(ev["pid"].(float64))
+	}
+	return pids
+}
+
+// Goroutines asks mrtd for its status with SIGUSR1 and returns its
+// goroutine count.
+func (d *Daemon) Goroutines(t testing.TB) int {
+	t.Helper()
+	d.Signal(syscall.SIGUSR1)
+	return int(d.Next(t, "status")["goroutines"].(float64))
+}
+
+// stopLimit bounds Terminate: every stop timeout the tests give is far
+// shorter.
+const stopLimit = time.Minute
+
+// Terminate sends SIGTERM (unless mrtd has exited already) and returns
+// mrtd's exit status; mrtd that is still running after a minute is
+// killed and t fails.
+func (d *Daemon) Terminate(t testing.TB) int {
+	t.Helper()
+	if err := d.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		t.Fatal(err)
+	}
+	err := d.Wait(stopLimit)
+	if errors.Is(err, ErrTimeout) {
+		d.Signal(syscall.SIGKILL)
+		t.Fatalf("mrtd did not stop within %v of SIGTERM:\n%s", stopLimit, d.Log())
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 0
+}
+
+// StopCleanly stops mrtd, which must exit 0 and leave no container or
+// bundle behind in d.
+func (d *Daemon) StopCleanly(t testing.TB, dirs Dirs) {
+	t.Helper()
+	if code := d.Terminate(t); code != 0 {
+		t.Fatalf("mrtd exited %d", code)
+	}
+	AssertClean(t, dirs)
 }

@@ -205,7 +205,7 @@ func (p *poolBench) start(size int, extra ...string) (*mrtdtest.Daemon, time.Dur
 	if *verbose {
 		fmt.Fprintf(os.Stderr, "+ %s %s\n", p.mrtd, strings.Join(args, " "))
 	}
-	d, err := mrtdtest.Start(p.mrtd, args, nil)
+	d, err := mrtdtest.Start(mrtdtest.Command(p.mrtd, args...), mrtdtest.Options{})
 	if err != nil {
 		return nil, 0, err
 	}

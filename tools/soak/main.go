@@ -191,7 +191,7 @@ func (s *soak) run(bin string) (bool, error) {
 	fmt.Printf("soak: %s %s\n", bin, strings.Join(args, " "))
 	fmt.Printf("soak: %d workers for %v; random pauses up to %v; two at once about 1 kill in %d; seed %d\n",
 		*workers, *duration, *pauseMax, *doubleEvery, *seed)
-	s.d, err = mrtdtest.Start(bin, args, logFile)
+	s.d, err = mrtdtest.Start(mrtdtest.Command(bin, args...), mrtdtest.Options{CopyTo: logFile})
 	if err != nil {
 		return false, err
 	}
