@@ -1,0 +1,109 @@
+// Command probe is the only program in the integration tests' tiny rootfs.
+// Each subcommand checks one thing from inside a container and prints what
+// it found.
+package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: probe echo|stderr|exit|write|cat|dial|keyctl|pause|pause-ignore|fail-unless|fail-if-worker|long|id ...")
+		os.Exit(2)
+	}
+	args := os.Args[2:]
+	switch os.Args[1] {
+	case "echo":
+		fmt.Println(strings.Join(args, " "))
+	case "stderr":
+		fmt.Fprintln(os.Stderr, strings.Join(args, " "))
+	case "exit":
+		n, _ := strconv.Atoi(args[0])
+		os.Exit(n)
+	case "write":
+		// One line per path: ok, or the error.
+		for _, p := range args {
+			if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
+				fmt.Println("error:", err)
+				continue
+			}
+			fmt.Println("ok")
+		}
+	case "cat":
+		b, err := os.ReadFile(args[0])
+		if err != nil {
+			fmt.Println("error:", err)
+			return
+		}
+		os.Stdout.Write(b)
+	case "dial":
+		c, err := net.DialTimeout("tcp", args[0], 2*time.Second)
+		if err != nil {
+			fmt.Println("error:", err)
+			return
+		}
+		c.Close()
+		fmt.Println("connected")
+	case "keyctl":
+		// KEYCTL_GET_KEYRING_ID of the session keyring: Docker's seccomp
+		// profile denies keyctl(2) altogether.
+		const keyctlGetKeyringID, keySpecSessionKeyring = 0, -3
+		sessionKeyring := keySpecSessionKeyring
+		if _, _, errno := syscall.Syscall(syscall.SYS_KEYCTL, keyctlGetKeyringID, uintptr(sessionKeyring), 0); errno != 0 {
+			fmt.Println("error:", errno)
+			return
+		}
+		fmt.Println("ok")
+	case "pause":
+		// As the container's pid 1, probe gets only the signals it
+		// handles (and SIGKILL): it catches SIGTERM and SIGINT, says
+		// which came, and exits 0.
+		c := make(chan os.Signal, 1)
+		signal.Notify(c, syscall.SIGTERM, syscall.SIGINT)
+		fmt.Println("ready")
+		fmt.Println("got", <-c)
+	case "pause-ignore":
+		// Says it got SIGTERM, and goes on: only SIGKILL stops it.
+		c := make(chan os.Signal, 1)
+		signal.Notify(c, syscall.SIGTERM)
+		fmt.Println("ready")
+		for sig := range c {
+			fmt.Println("got", sig, "and ignored it")
+		}
+	case "fail-unless":
+		// Exits 1 at once until the file args[0] exists, then waits.
+		if _, err := os.Stat(args[0]); err != nil {
+			os.Exit(1)
+		}
+		c := make(chan os.Signal, 1)
+		signal.Notify(c, syscall.SIGTERM)
+		fmt.Println("ready")
+		<-c
+	case "fail-if-worker":
+		if os.Getenv("MRTD_WORKER") == args[0] {
+			fmt.Println("failing")
+			os.Exit(1)
+		}
+		c := make(chan os.Signal, 1)
+		signal.Notify(c, syscall.SIGTERM)
+		fmt.Println("ready")
+		<-c
+	case "long":
+		// A line of args[0] bytes, then a short one.
+		n, _ := strconv.Atoi(args[0])
+		os.Stdout.WriteString(strings.Repeat("x", n) + "\nafter\n")
+	case "id":
+		fmt.Println(os.Getuid(), os.Getgid())
+	default:
+		fmt.Fprintln(os.Stderr, "probe: unknown subcommand", os.Args[1])
+		os.Exit(2)
+	}
+}
