@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -227,6 +228,13 @@ func Run(ctx context.Context, opts Options) error {
 		}, func(error) { close(done) })
 	}
 	if err := g.Run(); err != nil {
+		var gone *pool.UnusableError
+		if errors.As(err, &gone) {
+			if gone.Path == env.Rootfs && env.RootfsDigest == "dir" {
+				return fmt.Errorf("%w; restore it, then start mrtd again", err)
+			}
+			return fmt.Errorf("%w; start mrtd again to unpack it anew", err)
+		}
 		return err
 	}
 	log.Info("stopped")

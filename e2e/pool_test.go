@@ -368,7 +368,7 @@ func TestPoolEndsWhenRootfsIsGone(t *testing.T) {
 		t.Fatalf("mrtd ended with %v, want exit status 1:\n%s", err, p.Log())
 	}
 	lines := p.Lines()
-	if last := lines[len(lines)-1]; !strings.HasPrefix(last, "mrtd: ") || !strings.Contains(last, rootfs+" is gone") {
+	if last := lines[len(lines)-1]; !strings.HasPrefix(last, "mrtd: ") || !strings.Contains(last, rootfs+" is gone") || !strings.Contains(last, "restore it, then start mrtd again") {
 		t.Fatalf("last line %q, want a one-line reason", last)
 	}
 	if mrtdtest.Alive(pids[1]) {
