@@ -30,8 +30,19 @@ const DefaultHostID = 65534
 // the template of every worker of the pool.
 type Config struct {
 	// Rootfs is a directory, a .tar or .tar.zst archive, or "" for the
-	// embedded rootfs.
+	// embedded rootfs (or Image).
 	Rootfs string
+	// Image is an image reference: a registry's (unqualified names are
+	// docker.io/library/...), oci:PATH[:TAG] or docker-archive:PATH.
+	Image string
+	// Pull is the image pull policy: missing, always or never.
+	Pull string
+	// Platform chooses an image of a multi-platform index: os/arch[/variant];
+	// the host's when empty.
+	Platform string
+	// TLSVerify false allows a registry over plain HTTP or with an
+	// unverified certificate.
+	TLSVerify bool
 	// Runc is a runc binary to use instead of the embedded one.
 	Runc string
 	// CacheDir holds extracted assets; RuntimeDir holds runc state and
@@ -58,6 +69,8 @@ type Config struct {
 // environment lookup (os.LookupEnv in mrtd).
 func Default(euid int, getenv func(string) string) (Config, error) {
 	c := Config{
+		Pull:      PullMissing,
+		TLSVerify: true,
 		HostUID:   DefaultHostID,
 		HostGID:   DefaultHostID,
 		Network:   NetworkHost,
@@ -99,6 +112,13 @@ func usagef(format string, args ...any) error {
 	return &UsageError{Err: fmt.Errorf(format, args...)}
 }
 
+// Pull policies, as Podman's --pull.
+const (
+	PullMissing = "missing" // pull when the image is not in the cache
+	PullAlways  = "always"  // resolve the reference at every start
+	PullNever   = "never"   // only the cache
+)
+
 // RootfsKind says what Config.Rootfs names.
 type RootfsKind int
 
@@ -106,12 +126,14 @@ const (
 	RootfsEmbedded RootfsKind = iota
 	RootfsDir
 	RootfsArchive
+	RootfsImage
 )
 
 // Validate checks c and returns a *UsageError naming the first problem and
 // its fix.
 func (c *Config) Validate() error {
-	if len(c.Args) == 0 || c.Args[0] == "" {
+	// An image brings its own command (Entrypoint and Cmd).
+	if c.Image == "" && (len(c.Args) == 0 || c.Args[0] == "") {
 		return usagef("no command given: put it after --, as in `mrtd run -- python3 -V`")
 	}
 	if c.CacheDir == "" {
@@ -124,6 +146,14 @@ func (c *Config) Validate() error {
 	case NetworkHost, NetworkNone:
 	default:
 		return usagef("unknown --network %q: use host or none", c.Network)
+	}
+	switch c.Pull {
+	case PullMissing, PullAlways, PullNever:
+	default:
+		return usagef("unknown --pull %q: use missing, always or never", c.Pull)
+	}
+	if c.Platform != "" && !validPlatform(c.Platform) {
+		return usagef("--platform %q: use os/arch or os/arch/variant, such as linux/amd64 or linux/arm64/v8", c.Platform)
 	}
 	switch c.Seccomp {
 	case SeccompDefault, SeccompUnconfined:
@@ -169,6 +199,12 @@ func (c *Config) Validate() error {
 // RootfsKind classifies Config.Rootfs, failing with a *UsageError when it
 // names nothing usable.
 func (c *Config) RootfsKind() (RootfsKind, error) {
+	if c.Image != "" {
+		if c.Rootfs != "" {
+			return 0, usagef("--image and --rootfs exclude each other: pass one of them")
+		}
+		return RootfsImage, nil
+	}
 	if c.Rootfs == "" {
 		return RootfsEmbedded, nil
 	}
@@ -271,6 +307,20 @@ func ParseSignal(s string) (syscall.Signal, error) {
 		return sig, nil
 	}
 	return 0, usagef("--stop-signal %q is not a signal: use a name like TERM or a number", s)
+}
+
+// validPlatform accepts os/arch and os/arch/variant.
+func validPlatform(p string) bool {
+	parts := strings.Split(p, "/")
+	if len(parts) < 2 || len(parts) > 3 {
+		return false
+	}
+	for _, s := range parts {
+		if s == "" {
+			return false
+		}
+	}
+	return true
 }
 
 // IsKeyValue reports whether kv is an environment entry: KEY=VALUE with a

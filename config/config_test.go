@@ -77,6 +77,12 @@ func TestValidate(t *testing.T) {
 		{"hostname trailing hyphen", func(c *Config) { c.Hostname = "h-.x" }, "--hostname"},
 		{"hostname empty label", func(c *Config) { c.Hostname = "a..b" }, "--hostname"},
 		{"hostname underscore", func(c *Config) { c.Hostname = "a_b" }, "--hostname"},
+		{"image", func(c *Config) { c.Image = "debian:bookworm-slim" }, ""},
+		{"image without a command", func(c *Config) { c.Image = "debian:bookworm-slim"; c.Args = nil }, ""},
+		{"image and rootfs", func(c *Config) { c.Image = "debian"; c.Rootfs = dir }, "--image and --rootfs exclude each other"},
+		{"pull policy", func(c *Config) { c.Pull = "sometimes" }, "unknown --pull"},
+		{"platform", func(c *Config) { c.Platform = "linux/arm64/v8" }, ""},
+		{"platform without arch", func(c *Config) { c.Platform = "linux" }, "--platform"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := valid()

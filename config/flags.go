@@ -52,6 +52,10 @@ func RunFlags(cfg *Config, env *StringList) *flag.FlagSet {
 // is made from.
 func containerFlags(fs *flag.FlagSet, cfg *Config, env *StringList) {
 	fs.StringVar(&cfg.Rootfs, "rootfs", cfg.Rootfs, "use `PATH` as the rootfs: a directory (used in place, read-only) or a .tar/.tar.zst archive (extracted into the cache); default: the embedded rootfs")
+	fs.StringVar(&cfg.Image, "image", cfg.Image, "run the image `REF` (registry/repo:tag, @sha256:..., oci:PATH[:TAG], docker-archive:PATH; unqualified names are docker.io/library/...) instead of the embedded rootfs; a command after -- replaces its Cmd")
+	fs.StringVar(&cfg.Pull, "pull", cfg.Pull, "pull the image `missing` from the cache, always, or never (the cache only)")
+	fs.StringVar(&cfg.Platform, "platform", cfg.Platform, "the `os/arch[/variant]` to pull from a multi-platform image (default: this host's)")
+	fs.BoolVar(&cfg.TLSVerify, "tls-verify", cfg.TLSVerify, "verify the registry's TLS certificate; false also allows plain HTTP")
 	fs.StringVar(&cfg.Runc, "runc", cfg.Runc, "use the runc binary at `PATH` instead of the embedded one")
 	fs.StringVar(&cfg.CacheDir, "cache-dir", cfg.CacheDir, "extract runc and rootfs archives into `DIR`")
 	fs.StringVar(&cfg.RuntimeDir, "runtime-dir", cfg.RuntimeDir, "keep runc state and bundles in `DIR`")

@@ -181,7 +181,7 @@ func LoadSettings(args []string, lookupEnv func(string) (string, bool)) (*Settin
 		}
 	}
 	s.Config.Args = command
-	if len(s.Config.Args) == 0 {
+	if len(s.Config.Args) == 0 && s.Config.Image == "" {
 		if s.Config.Rootfs != "" {
 			return s, &UsageError{Err: errors.New("no command given: with --rootfs, put the worker command after -- (or command = [...] in the config file)")}
 		}
