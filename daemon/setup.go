@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"crypto/rand"
 	"encoding/hex"
 	"os"
@@ -47,6 +48,8 @@ func setup(ctx context.Context, cfg config.Config, log logr.Logger) (*env, error
 		src = rootfs.Dir(cfg.Rootfs)
 	case config.RootfsArchive:
 		src = rootfs.ArchiveFile(cfg.Rootfs)
+	case config.RootfsImage:
+		return nil, &config.UsageError{Err: errors.New("--image is not supported by this mrtd yet: pass --rootfs with an archive or directory")}
 	}
 	p, err := rootfs.Prepare(rootfs.Options{
 		Rootfs:    src,
