@@ -75,7 +75,13 @@ type extractOptions struct {
 	// Progress, when set, is called about once a second once extraction has
 	// taken longer than a second, with the compressed bytes consumed so far.
 	Progress func(done int64)
+	// MaxBytes, when set, bounds the bytes written into regular files:
+	// a file that would pass it fails with errTooBig before it is written.
+	MaxBytes int64
 }
+
+// errTooBig is extractOptions.MaxBytes reached.
+var errTooBig = errors.New("size limit reached")
 
 // extractStats counts what extract did.
 type extractStats struct {
@@ -147,10 +153,17 @@ func cleanName(name string) (string, error) {
 	return c, nil
 }
 
-// extractor writes one archive into a fresh directory. It keeps the set of
-// directories and files it created itself: every entry's parent must be one of
-// its own directories, so no write can pass through a symlink, and a hardlink
-// may only point at a regular file it wrote.
+// extractor writes one archive, or an image's layers one after the other,
+// into a fresh directory. It keeps the set of directories and files it
+// created itself: every entry's parent must be one of its own directories, so
+// no write can pass through a symlink, and a hardlink may only point at a
+// regular file it wrote.
+//
+// Applying layers (layered), the sets span the layers: a parent created by a
+// lower layer is one of its own, a symlink a lower layer created is not a
+// directory, and a hardlink may point at a file of a lower layer. A layer's
+// entry replaces a lower layer's entry of any type; .wh. whiteouts and
+// .wh..wh..opq markers hide lower layers' entries (applyLayer).
 type extractor struct {
 	root  string
 	opts  extractOptions
@@ -158,18 +171,34 @@ type extractor struct {
 	files map[string]byte        // typeflag of every non-directory
 	buf   []byte
 	stats extractStats
+
+	// layered is set when applying an image's layers.
+	layered bool
+	// kids holds each directory's entries by their full names, when
+	// layered: whiteouts remove subtrees.
+	kids map[string]map[string]struct{}
+	// touched holds what the current layer wrote, and every directory
+	// above it: what no whiteout of this layer may hide.
+	touched map[string]bool
+	// what names the input in errors: "archive" or "image".
+	what string
 }
 
-// extract unpacks the tar (optionally zstd-compressed) stream r into root,
-// which must be an empty directory.
-func extract(r io.Reader, root string, opts extractOptions) (extractStats, error) {
-	x := &extractor{
+func newExtractor(root string, opts extractOptions) *extractor {
+	return &extractor{
 		root:  root,
 		opts:  opts,
 		dirs:  map[string]*tar.Header{"": nil},
 		files: map[string]byte{},
 		buf:   make([]byte, 1<<20),
+		what:  "archive",
 	}
+}
+
+// extract unpacks the tar (optionally zstd-compressed) stream r into root,
+// which must be an empty directory.
+func extract(r io.Reader, root string, opts extractOptions) (extractStats, error) {
+	x := newExtractor(root, opts)
 	counted := &countingReader{r: r}
 	tarStream, closeFn, err := decompress(counted)
 	if err != nil {
@@ -180,42 +209,58 @@ func extract(r io.Reader, root string, opts extractOptions) (extractStats, error
 	}
 	defer closeFn()
 
-	start := time.Now()
-	lastReport := start
-	tr := tar.NewReader(tarStream)
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return x.stats, &readError{fmt.Errorf("reading archive: %w", err)}
-		}
-		if err := x.entry(hdr, archiveReader{tr}); err != nil {
-			return x.stats, err
-		}
-		if opts.Progress != nil {
-			if now := time.Now(); now.Sub(lastReport) >= time.Second {
-				lastReport = now
-				opts.Progress(counted.n.Load())
-			}
-		}
+	if err := x.apply(tarStream, counted); err != nil {
+		return x.stats, err
 	}
 	// Read the compressed stream to its end: a zstd frame's checksum is
 	// only verified once the decoder reaches it.
 	if _, err := io.Copy(io.Discard, tarStream); err != nil {
 		return x.stats, &readError{fmt.Errorf("reading archive: %w", err)}
 	}
-	if err := x.mountPoints(); err != nil {
-		return x.stats, err
+	return x.stats, x.finish()
+}
+
+// apply writes the entries of the tar stream r. counted, when set, counts
+// the bytes Progress reports.
+func (x *extractor) apply(r io.Reader, counted *countingReader) error {
+	lastReport := time.Now()
+	tr := tar.NewReader(r)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return &readError{fmt.Errorf("reading %s: %w", x.what, err)}
+		}
+		if err := x.entry(hdr, archiveReader{tr}); err != nil {
+			return err
+		}
+		if x.opts.Progress != nil && counted != nil {
+			if now := time.Now(); now.Sub(lastReport) >= time.Second {
+				lastReport = now
+				x.opts.Progress(counted.n.Load())
+			}
+		}
 	}
-	return x.stats, x.finishDirs()
+}
+
+// finish creates the missing mount points and gives directories their
+// modes, owners and times.
+func (x *extractor) finish() error {
+	if err := x.mountPoints(); err != nil {
+		return err
+	}
+	return x.finishDirs()
 }
 
 func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 	name, err := cleanName(hdr.Name)
 	if err != nil {
 		return &UnsafeEntryError{Entry: hdr.Name, Reason: err.Error()}
+	}
+	if x.layered && strings.HasPrefix(path.Base(name), whiteoutPrefix) {
+		return x.whiteout(name, hdr)
 	}
 	switch hdr.Typeflag {
 	case tar.TypeDir:
@@ -238,6 +283,15 @@ func (x *extractor) full(name string) string {
 	return filepath.Join(x.root, filepath.FromSlash(name))
 }
 
+// parentName is the directory that holds name, "" for the root.
+func parentName(name string) string {
+	d := path.Dir(name)
+	if d == "." {
+		return ""
+	}
+	return d
+}
+
 // parent makes sure the parent directory of name exists and is one that
 // this extraction created.
 func (x *extractor) parent(entry, name string) error {
@@ -252,11 +306,7 @@ func (x *extractor) mkdirAll(entry, dir string) error {
 		return nil
 	}
 	if t, ok := x.files[dir]; ok {
-		reason := "its parent is not a directory"
-		if t == tar.TypeSymlink {
-			reason = "it would be written through a symlink"
-		}
-		return &UnsafeEntryError{Entry: entry, Reason: reason}
+		return &UnsafeEntryError{Entry: entry, Reason: notDirReason(t)}
 	}
 	if err := x.mkdirAll(entry, path.Dir(dir)); err != nil {
 		return err
@@ -264,9 +314,80 @@ func (x *extractor) mkdirAll(entry, dir string) error {
 	if err := os.Mkdir(x.full(dir), 0o700); err != nil {
 		return err
 	}
-	x.dirs[dir] = &tar.Header{Mode: 0o755, ModTime: time.Unix(0, 0)}
+	x.addDir(dir, &tar.Header{Mode: 0o755, ModTime: time.Unix(0, 0)})
 	x.stats.Dirs++
 	return nil
+}
+
+func notDirReason(typeflag byte) string {
+	if typeflag == tar.TypeSymlink {
+		return "it would be written through a symlink"
+	}
+	return "its parent is not a directory"
+}
+
+// addDir records name as a directory with the mode, owner and time of hdr,
+// written by the current layer; addFile records a non-directory.
+func (x *extractor) addDir(name string, hdr *tar.Header) {
+	x.dirs[name] = hdr
+	x.added(name)
+}
+
+func (x *extractor) addFile(name string, typeflag byte) {
+	x.files[name] = typeflag
+	x.added(name)
+}
+
+// added files name under its parent and marks it and the directories above
+// it as the current layer's, when applying layers.
+func (x *extractor) added(name string) {
+	if !x.layered || name == "" {
+		return
+	}
+	dir := parentName(name)
+	k := x.kids[dir]
+	if k == nil {
+		k = map[string]struct{}{}
+		x.kids[dir] = k
+	}
+	k[name] = struct{}{}
+	for n := name; !x.touched[n]; n = parentName(n) {
+		x.touched[n] = true
+		if n == "" {
+			break
+		}
+	}
+}
+
+// remove removes name, and everything under it, from the tree and from the
+// sets. It is only ever called with a name in the sets, whose parents are
+// therefore directories this extraction created: os.RemoveAll follows no
+// symlink on the way, and directories are still writable (finishDirs has
+// not run).
+func (x *extractor) remove(name string) error {
+	if err := os.RemoveAll(x.full(name)); err != nil {
+		return err
+	}
+	x.forget(name)
+	if k := x.kids[parentName(name)]; k != nil {
+		delete(k, name)
+	}
+	return nil
+}
+
+func (x *extractor) forget(name string) {
+	for kid := range x.kids[name] {
+		x.forget(kid)
+	}
+	delete(x.kids, name)
+	delete(x.dirs, name)
+	delete(x.files, name)
+}
+
+// lower reports whether name exists and no entry of the current layer wrote
+// it or anything under it: a layer's entry may replace it whatever its type.
+func (x *extractor) lower(name string) bool {
+	return x.layered && !x.touched[name]
 }
 
 func (x *extractor) mode(hdr *tar.Header) os.FileMode {
@@ -293,12 +414,20 @@ func (x *extractor) dir(name string, hdr *tar.Header) error {
 		return nil
 	}
 	if _, ok := x.files[name]; ok {
-		return &UnsafeEntryError{Entry: hdr.Name, Reason: "a directory replaces a file or symlink"}
+		if !x.lower(name) {
+			return &UnsafeEntryError{Entry: hdr.Name, Reason: "a directory replaces a file or symlink"}
+		}
+		// A lower layer's file or symlink: this layer replaces it.
+		if err := x.remove(name); err != nil {
+			return err
+		}
 	}
 	if err := x.mkdirAll(hdr.Name, name); err != nil {
 		return err
 	}
-	x.dirs[name] = hdr
+	// Over an existing directory, the entry's mode, owner and time win;
+	// what the directory holds stays.
+	x.addDir(name, hdr)
 	return nil
 }
 
@@ -308,13 +437,20 @@ func (x *extractor) replace(hdr *tar.Header, name string) error {
 		return &UnsafeEntryError{Entry: hdr.Name, Reason: "it names the root directory"}
 	}
 	if _, ok := x.dirs[name]; ok {
-		return &UnsafeEntryError{Entry: hdr.Name, Reason: "it replaces a directory"}
+		if !x.lower(name) {
+			return &UnsafeEntryError{Entry: hdr.Name, Reason: "it replaces a directory"}
+		}
+		// A lower layer's directory: this layer replaces it, and all it
+		// holds.
+		return x.remove(name)
 	}
 	if err := x.parent(hdr.Name, name); err != nil {
 		return err
 	}
 	if _, ok := x.files[name]; ok {
-		// A later entry replaces an earlier one, as tar does.
+		// A later entry replaces an earlier one, as tar does. Never
+		// written in place: a hardlink to the earlier file keeps what it
+		// linked to.
 		if err := os.Remove(x.full(name)); err != nil {
 			return err
 		}
@@ -325,6 +461,9 @@ func (x *extractor) replace(hdr *tar.Header, name string) error {
 func (x *extractor) file(name string, hdr *tar.Header, r io.Reader) error {
 	if err := x.replace(hdr, name); err != nil {
 		return err
+	}
+	if x.opts.MaxBytes > 0 && hdr.Size > x.opts.MaxBytes-x.stats.Bytes {
+		return errTooBig
 	}
 	p := x.full(name)
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
@@ -360,7 +499,7 @@ func (x *extractor) file(name string, hdr *tar.Header, r io.Reader) error {
 		}
 		return fmt.Errorf("writing %s: %w", hdr.Name, err)
 	}
-	x.files[name] = tar.TypeReg
+	x.addFile(name, tar.TypeReg)
 	x.stats.Files++
 	x.stats.Bytes += n
 	return nil
@@ -393,11 +532,15 @@ func (x *extractor) symlink(name string, hdr *tar.Header) error {
 	if err := setTimes(p, hdr.ModTime); err != nil {
 		return err
 	}
-	x.files[name] = tar.TypeSymlink
+	x.addFile(name, tar.TypeSymlink)
 	x.stats.Symlinks++
 	return nil
 }
 
+// hardlink links name to the file its target names now: as with docker and
+// containerd, a target a later entry replaces or whites out leaves the link
+// with the content it had when the link was made, as no file is ever
+// written in place.
 func (x *extractor) hardlink(name string, hdr *tar.Header) error {
 	target, err := cleanName(hdr.Linkname)
 	if err != nil {
@@ -407,16 +550,97 @@ func (x *extractor) hardlink(name string, hdr *tar.Header) error {
 		return &UnsafeEntryError{Entry: hdr.Name, Reason: fmt.Sprintf("hardlink to %q, which is not a file extracted before it", hdr.Linkname)}
 	}
 	if target == name {
+		x.added(name)
 		return nil
 	}
 	if err := x.replace(hdr, name); err != nil {
 		return err
 	}
+	if _, ok := x.files[target]; !ok {
+		// Replacing a lower layer's directory removed the target.
+		return &UnsafeEntryError{Entry: hdr.Name, Reason: fmt.Sprintf("hardlink to %q, which it replaces", hdr.Linkname)}
+	}
 	if err := os.Link(x.full(target), x.full(name)); err != nil {
 		return err
 	}
-	x.files[name] = tar.TypeReg
+	x.addFile(name, tar.TypeReg)
 	x.stats.Hardlinks++
+	return nil
+}
+
+const (
+	// whiteoutPrefix marks, in a layer, an entry that hides the lower
+	// layers' entry of the name that follows it.
+	whiteoutPrefix = ".wh."
+	// whiteoutOpaque, in a layer's directory, hides all the lower layers'
+	// entries of that directory.
+	whiteoutOpaque = whiteoutPrefix + whiteoutPrefix + ".opq"
+)
+
+// whiteout applies a whiteout or an opaque marker. Either hides what lower
+// layers put there and never what the current layer wrote, whichever comes
+// first in the layer: what the current layer wrote is touched, and hide
+// keeps it.
+func (x *extractor) whiteout(name string, hdr *tar.Header) error {
+	dir, base := parentName(name), path.Base(name)
+	if base == whiteoutOpaque {
+		// The directory is part of this layer, whatever it held below.
+		if err := x.mkdirAll(hdr.Name, dir); err != nil {
+			return err
+		}
+		x.added(dir)
+		return x.hideKids(dir)
+	}
+	if strings.HasPrefix(base, whiteoutPrefix+whiteoutPrefix) {
+		// AUFS's own metadata (.wh..wh.plnk, .wh..wh.aufs): not part of
+		// the image, as docker and containerd treat it.
+		x.stats.Skipped++
+		return nil
+	}
+	hidden := base[len(whiteoutPrefix):]
+	if hidden == "" || hidden == "." || hidden == ".." {
+		return &UnsafeEntryError{Entry: hdr.Name, Reason: "whiteout of no valid name"}
+	}
+	// A whiteout is a write: not through a symlink either.
+	for d := dir; ; d = parentName(d) {
+		if _, ok := x.dirs[d]; ok {
+			break
+		}
+		if t, ok := x.files[d]; ok {
+			return &UnsafeEntryError{Entry: hdr.Name, Reason: notDirReason(t)}
+		}
+	}
+	return x.hide(path.Join(dir, hidden))
+}
+
+// hide removes what lower layers put at name: all of it, unless the current
+// layer wrote name or something under it; then, what lower layers put
+// under it.
+func (x *extractor) hide(name string) error {
+	_, isDir := x.dirs[name]
+	_, isFile := x.files[name]
+	switch {
+	case !isDir && !isFile:
+		return nil
+	case !x.touched[name]:
+		return x.remove(name)
+	case isDir:
+		return x.hideKids(name)
+	}
+	return nil
+}
+
+// hideKids hides what lower layers put in the directory dir.
+func (x *extractor) hideKids(dir string) error {
+	kids := make([]string, 0, len(x.kids[dir]))
+	for kid := range x.kids[dir] {
+		kids = append(kids, kid)
+	}
+	for _, kid := range kids {
+		if err := x.hide(kid); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -428,7 +652,7 @@ func (x *extractor) mountPoints() error {
 			continue
 		}
 		if _, ok := x.files[mp]; ok {
-			return fmt.Errorf("the archive's /%s is not a directory; containers need it as a mount point", mp)
+			return fmt.Errorf("the %s's /%s is not a directory; containers need it as a mount point", x.what, mp)
 		}
 		mode := int64(0o755)
 		if mp == "tmp" {
