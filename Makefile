@@ -17,7 +17,7 @@ GO_FILES := $(shell find . \( -path ./$(BUILD) -o -path ./tools/runc -o -path ./
 GO_SOURCES := $(GO_FILES) go.mod go.sum
 EMBEDDED := rootfs/embedded
 
-.PHONY: all run test bench soak install deps runc rootfs clean distclean fmt-check
+.PHONY: all run test e2e e2e-deps bench soak install deps runc rootfs clean distclean fmt-check
 
 all: bin/mrtd
 
@@ -89,6 +89,24 @@ test: fmt-check $(BUILD)/runc bin/mrtd
 	$(GO) vet ./...
 	MRTD_INTEGRATION=1 MRTD_RUNC=$(CURDIR)/$(BUILD)/runc MRTD_BIN=$(CURDIR)/bin/mrtd \
 		$(GO) test -race -count=1 ./...
+
+## e2e: the image tests against a real registry on 127.0.0.1 (Debian's
+## docker-registry, images pushed with skopeo); installs both as root, or says how.
+E2E_DEB_PACKAGES := docker-registry skopeo
+e2e-deps:
+	@missing=$$(for p in $(E2E_DEB_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+		echo "apt-get install -y" $$missing; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	else \
+		echo "make: missing Debian packages; run: sudo apt-get install -y" $$missing >&2; exit 1; \
+	fi
+
+e2e: e2e-deps $(BUILD)/runc bin/mrtd
+	MRTD_INTEGRATION=1 MRTD_E2E_REGISTRY=1 MRTD_RUNC=$(CURDIR)/$(BUILD)/runc MRTD_BIN=$(CURDIR)/bin/mrtd \
+		$(GO) test -race -count=1 -run 'Image' ./e2e/
 
 ## bench: ratios against raw runc, measured in the same run (BENCH_FLAGS="-n 10" for fewer runs).
 bench: $(BUILD)/runc bin/mrtd

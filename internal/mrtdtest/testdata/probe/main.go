@@ -16,7 +16,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: probe echo|stderr|exit|write|cat|dial|keyctl|pause|pause-ignore|fail-unless|fail-if-worker|long|id ...")
+		fmt.Fprintln(os.Stderr, "usage: probe echo|stderr|exit|write|cat|dial|keyctl|pause|pause-ignore|fail-unless|fail-if-worker|long|id|pwd|ls|stat ...")
 		os.Exit(2)
 	}
 	args := os.Args[2:]
@@ -102,6 +102,35 @@ func main() {
 		os.Stdout.WriteString(strings.Repeat("x", n) + "\nafter\n")
 	case "id":
 		fmt.Println(os.Getuid(), os.Getgid())
+	case "pwd":
+		wd, err := os.Getwd()
+		if err != nil {
+			fmt.Println("error:", err)
+			return
+		}
+		fmt.Println(wd)
+	case "ls":
+		// The names in args[0], sorted, one a line.
+		ents, err := os.ReadDir(args[0])
+		if err != nil {
+			fmt.Println("error:", err)
+			return
+		}
+		for _, e := range ents {
+			fmt.Println(e.Name())
+		}
+	case "stat":
+		// One line per path: its lstat as path mode=PERM uid= gid= nlink=
+		// ino= size=, or path error: ....
+		for _, p := range args {
+			var st syscall.Stat_t
+			if err := syscall.Lstat(p, &st); err != nil {
+				fmt.Println(p, "error:", err)
+				continue
+			}
+			fmt.Printf("%s mode=%04o uid=%d gid=%d nlink=%d ino=%d size=%d\n",
+				p, st.Mode&0o7777, st.Uid, st.Gid, st.Nlink, st.Ino, st.Size)
+		}
 	default:
 		fmt.Fprintln(os.Stderr, "probe: unknown subcommand", os.Args[1])
 		os.Exit(2)
