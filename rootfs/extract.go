@@ -259,6 +259,12 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 	if err != nil {
 		return &UnsafeEntryError{Entry: hdr.Name, Reason: err.Error()}
 	}
+	if x.layered && strings.HasPrefix(name, whiteoutMeta) && name != whiteoutOpaque {
+		// AUFS's own metadata (/.wh..wh.plnk/, /.wh..wh.aufs): not
+		// part of the image, as docker and containerd treat it.
+		x.stats.Skipped++
+		return nil
+	}
 	if x.layered && strings.HasPrefix(path.Base(name), whiteoutPrefix) {
 		return x.whiteout(name, hdr)
 	}
@@ -574,7 +580,10 @@ const (
 	whiteoutPrefix = ".wh."
 	// whiteoutOpaque, in a layer's directory, hides all the lower layers'
 	// entries of that directory.
-	whiteoutOpaque = whiteoutPrefix + whiteoutPrefix + ".opq"
+	whiteoutOpaque = whiteoutMeta + ".opq"
+	// whiteoutMeta starts the names of AUFS's metadata, and the opaque
+	// marker.
+	whiteoutMeta = whiteoutPrefix + whiteoutPrefix
 )
 
 // whiteout applies a whiteout or an opaque marker. Either hides what lower
@@ -591,9 +600,8 @@ func (x *extractor) whiteout(name string, hdr *tar.Header) error {
 		x.added(dir)
 		return x.hideKids(dir)
 	}
-	if strings.HasPrefix(base, whiteoutPrefix+whiteoutPrefix) {
-		// AUFS's own metadata (.wh..wh.plnk, .wh..wh.aufs): not part of
-		// the image, as docker and containerd treat it.
+	if strings.HasPrefix(base, whiteoutMeta) {
+		// Metadata of no known meaning below the root.
 		x.stats.Skipped++
 		return nil
 	}
