@@ -2,9 +2,9 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"os"
 
 	"github.com/go-logr/logr"
