@@ -1,0 +1,53 @@
+package image
+
+import (
+	"context"
+
+	"github.com/mrt-project/mrt/rootfs"
+)
+
+// Source is an image as a rootfs.Source: Open pulls it per the pull
+// policy and has the rootfs cache flatten its layers into a tree keyed by
+// its manifest digest.
+type Source struct {
+	ref    Ref
+	opts   Options
+	config ImageConfig
+}
+
+// NewSource returns the image ref names, cached and fetched as o says.
+func NewSource(ref Ref, o Options) *Source {
+	return &Source{ref: ref, opts: o}
+}
+
+// Open resolves the image (without the network when the policy and the
+// cache allow), then returns its tree, extracted into c first when it must
+// be; only then are the layers the cache lacks fetched.
+func (s *Source) Open(c *rootfs.Cache) (*rootfs.Ref, error) {
+	// rootfs.Source has no context: a fetch is bounded by the registry
+	// client's own timeouts.
+	t, done, err := prepare(context.Background(), s.ref, s.opts)
+	if err != nil {
+		return nil, err
+	}
+	it := rootfs.ImageTree{Name: t.name, Digest: t.digest, MaxSize: s.opts.MaxSize}
+	for _, l := range t.layers {
+		it.Layers = append(it.Layers, rootfs.Layer{DiffID: l.diffID, Open: l.open})
+	}
+	ref, err := c.Image(it)
+	if err != nil {
+		return nil, err
+	}
+	if err := done(); err != nil {
+		// The tree is there; only the next start's shortcut is lost.
+		s.opts.Log.Error(err, "recording the image's tag", "image", s.ref.String())
+	}
+	s.config = t.config
+	return ref, nil
+}
+
+// String is the reference as given.
+func (s *Source) String() string { return s.ref.String() }
+
+// Config is the image config, valid after a successful Open.
+func (s *Source) Config() ImageConfig { return s.config }
