@@ -18,8 +18,9 @@ const module = "github.com/mrt-project/mrt"
 // and container never import each other. A package missing here fails the
 // test: place it first.
 var allowed = map[string][]string{
-	"cmd/mrtd":          {"config", "control", "daemon", "internal/systemd", "rootfs", "container"}, // container: mrtd run's exit codes only
-	"daemon":            {"config", "control", "internal/systemd", "pool", "rootfs", "container"},
+	"cmd/mrtd":          {"config", "control", "daemon", "image", "internal/systemd", "rootfs", "container"}, // container: mrtd run's exit codes only
+	"daemon":            {"config", "control", "image", "internal/systemd", "pool", "rootfs", "container"},
+	"image":             {"rootfs"},
 	"control":           {},
 	"internal/systemd":  {},
 	"config":            {},

@@ -58,7 +58,7 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	defer env.Close()
-	tmpl, err := workerTemplate(st, env.Rootfs)
+	tmpl, err := workerTemplate(st, env.Rootfs, env.image, log)
 	if err != nil {
 		return err
 	}
@@ -217,7 +217,7 @@ func Run(ctx context.Context, opts Options) error {
 					if notify != nil {
 						notify.Reloading()
 					}
-					st = reload(ctx, log, st, opts.Reload, env.Rootfs, pl, scaled)
+					st = reload(ctx, log, st, opts.Reload, env, pl, scaled)
 					if notify != nil {
 						notify.Reloaded()
 					}

@@ -5,19 +5,25 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
+	"github.com/go-logr/logr"
 	"golang.org/x/sys/unix"
 
 	"github.com/mrt-project/mrt/config"
 	"github.com/mrt-project/mrt/container"
+	"github.com/mrt-project/mrt/image"
 )
 
 // containerOptions is the container cfg describes on rootfs: the one of
-// mrtd run, and the template of every worker.
-func containerOptions(cfg config.Config, rootfs string) container.Options {
+// mrtd run, and the template of every worker. With an image's config img,
+// the image's Env comes before cfg's, its WorkingDir applies unless
+// --workdir is given, and the command is its Entrypoint followed by cfg's
+// command, or by its Cmd when cfg gives none (as docker run does).
+func containerOptions(cfg config.Config, rootfs string, img *image.ImageConfig, log logr.Logger) (container.Options, error) {
 	uid, gid := hostIDs(cfg)
-	return container.Options{
+	o := container.Options{
 		Rootfs:            rootfs,
 		Args:              cfg.Args,
 		Env:               cfg.Env,
@@ -28,14 +34,38 @@ func containerOptions(cfg config.Config, rootfs string) container.Options {
 		SeccompUnconfined: cfg.Seccomp == config.SeccompUnconfined,
 		NoFile:            noFileLimit(),
 	}
+	if img == nil {
+		return o, nil
+	}
+	o.Env = append(slices.Clone(img.Env), cfg.Env...)
+	if o.Cwd == "" {
+		o.Cwd = img.WorkingDir
+	}
+	args := cfg.Args
+	if len(args) == 0 {
+		args = img.Cmd
+	}
+	o.Args = append(slices.Clone(img.Entrypoint), args...)
+	if len(o.Args) == 0 {
+		return o, &config.UsageError{Err: fmt.Errorf("image %s has no Entrypoint or Cmd: put the command after --", img.Ref)}
+	}
+	if u := img.User; u != "" && u != "0" && u != "root" && !strings.HasPrefix(u, "0:") && !strings.HasPrefix(u, "root:") {
+		// runc started by an unprivileged user needs container root
+		// mapped to that user, and no other uid is mapped.
+		log.Info("the image's USER runs as container root, which is the host user mrtd maps it to", "image", img.Ref, "imageUser", u)
+	}
+	return o, nil
 }
 
 // workerTemplate is every worker's container, from the settings. It checks
 // the command, the working directory and the mounts against the rootfs and
 // the host: what would make every start fail is a usage error before any
 // worker starts.
-func workerTemplate(st Settings, rootfs string) (container.Options, error) {
-	o := containerOptions(st.Container, rootfs)
+func workerTemplate(st Settings, rootfs string, img *image.ImageConfig, log logr.Logger) (container.Options, error) {
+	o, err := containerOptions(st.Container, rootfs, img, log)
+	if err != nil {
+		return container.Options{}, err
+	}
 	root, err := container.OpenRoot(rootfs)
 	if err != nil {
 		return container.Options{}, err

@@ -15,7 +15,7 @@ import (
 // count and the workers' containers: workers whose container did not
 // change keep running. It returns the settings now running: cur when load
 // is nil or the new ones are invalid.
-func reload(ctx context.Context, log logr.Logger, cur Settings, load func() (Settings, error), rootfs string, pl *pool.Pool, scaled func(int)) Settings {
+func reload(ctx context.Context, log logr.Logger, cur Settings, load func() (Settings, error), e *env, pl *pool.Pool, scaled func(int)) Settings {
 	next := cur
 	var err error
 	if load != nil {
@@ -23,7 +23,7 @@ func reload(ctx context.Context, log logr.Logger, cur Settings, load func() (Set
 	}
 	var tmpl container.Options
 	if err == nil {
-		tmpl, err = workerTemplate(next, rootfs)
+		tmpl, err = workerTemplate(next, e.Rootfs, e.image, log)
 	}
 	if err != nil {
 		log.Error(err, "reload failed; the running configuration stays")

@@ -4,8 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
+	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/go-logr/logr"
 	"github.com/go-logr/zapr"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/mrt-project/mrt/config"
 	"github.com/mrt-project/mrt/container"
+	"github.com/mrt-project/mrt/image"
 	"github.com/mrt-project/mrt/rootfs"
 )
 
@@ -21,6 +23,9 @@ import (
 type env struct {
 	*rootfs.Prepared
 	runtime *container.Runtime
+	// image is the config of the image the rootfs comes from; nil for
+	// another source.
+	image *image.ImageConfig
 }
 
 // setup checks the host, prepares runc and the rootfs, and readies the
@@ -43,13 +48,19 @@ func setup(ctx context.Context, cfg config.Config, log logr.Logger) (*env, error
 		return nil, err
 	}
 	var src rootfs.Source // nil: the embedded rootfs
+	var img *image.Source
 	switch kind {
 	case config.RootfsDir:
 		src = rootfs.Dir(cfg.Rootfs)
 	case config.RootfsArchive:
 		src = rootfs.ArchiveFile(cfg.Rootfs)
 	case config.RootfsImage:
-		return nil, &config.UsageError{Err: errors.New("--image is not supported by this mrtd yet: pass --rootfs with an archive or directory")}
+		ref, err := image.Parse(cfg.Image)
+		if err != nil {
+			return nil, &config.UsageError{Err: fmt.Errorf("--image: %w", err)}
+		}
+		img = image.NewSource(ref, imageOptions(cfg, log))
+		src = img
 	}
 	p, err := rootfs.Prepare(rootfs.Options{
 		Rootfs:    src,
@@ -71,7 +82,36 @@ func setup(ctx context.Context, cfg config.Config, log logr.Logger) (*env, error
 		p.Close()
 		return nil, err
 	}
-	return &env{Prepared: p, runtime: rt}, nil
+	e := &env{Prepared: p, runtime: rt}
+	if img != nil {
+		ic := img.Config()
+		e.image = &ic
+	}
+	return e, nil
+}
+
+// imageOptions are how cfg's images are cached and fetched: blobs under
+// <cache-dir>/images.
+func imageOptions(cfg config.Config, log logr.Logger) image.Options {
+	return image.Options{
+		Dir:      filepath.Join(cfg.CacheDir, "images"),
+		Policy:   image.Policy(cfg.Pull),
+		Platform: cfg.Platform,
+		Insecure: !cfg.TLSVerify,
+		Log:      log.WithName("image"),
+	}
+}
+
+// Pull fetches the image cfg names into the cache (mrtd pull) and returns
+// its manifest digest. progress, when set, is told how each blob goes.
+func Pull(ctx context.Context, cfg config.Config, log logr.Logger, progress func(image.Progress)) (string, error) {
+	ref, err := image.Parse(cfg.Image)
+	if err != nil {
+		return "", &config.UsageError{Err: err}
+	}
+	o := imageOptions(cfg, log)
+	o.Progress = progress
+	return image.Pull(ctx, ref, o)
 }
 
 // Stdio are the standard streams of RunOne's container.
@@ -86,7 +126,10 @@ func RunOne(ctx context.Context, cfg config.Config, log logr.Logger, stdio Stdio
 		return -1, err
 	}
 	defer e.Close()
-	o := containerOptions(cfg, e.Rootfs)
+	o, err := containerOptions(cfg, e.Rootfs, e.image, log)
+	if err != nil {
+		return -1, err
+	}
 	o.Hostname = cfg.Hostname
 	if err := checkRoot(o); err != nil {
 		return -1, err

@@ -19,6 +19,7 @@ const usage = `Usage:
   mrtd status [--json]                     each worker's state, pid, uptime, restarts, last exit
   mrtd scale N                             keep N workers; those below N are left alone
   mrtd restart WORKER                      replace one worker's container
+  mrtd pull [flags] REF                    fetch an image into the cache; print its digest
   mrtd config [flags]                      print the effective settings and their sources
   mrtd version                             print mrtd's and runc's versions
 
@@ -46,6 +47,8 @@ func mrtd(args []string, stdout, stderr io.Writer) int {
 		return runCommand(args[1:], stdout, stderr)
 	case "config":
 		return configCommand(args[1:], stdout, stderr)
+	case "pull":
+		return pullCommand(args[1:], stdout, stderr)
 	case "status", "scale", "restart":
 		return ctlCommand(args[0], args[1:], stdout, stderr)
 	case "version", "--version":
