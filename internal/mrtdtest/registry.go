@@ -204,10 +204,11 @@ type Manifest struct {
 	// Digest is the manifest's digest, sha256:HEX.
 	Digest    string
 	MediaType string
+	Config    Descriptor
 	Layers    []Descriptor
 }
 
-// Descriptor is one layer of a Manifest.
+// Descriptor is a blob a Manifest names: its config or a layer.
 type Descriptor struct {
 	MediaType string `json:"mediaType"`
 	Digest    string `json:"digest"`
