@@ -34,4 +34,5 @@ require (
 	github.com/sirupsen/logrus v1.9.4 // indirect
 	go.uber.org/multierr v1.10.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
+	gotest.tools/v3 v3.5.2 // indirect
 )
