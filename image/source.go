@@ -2,6 +2,7 @@ package image
 
 import (
 	"context"
+	"os"
 
 	"github.com/mrt-project/mrt/rootfs"
 )
@@ -29,6 +30,13 @@ func (s *Source) Open(c *rootfs.Cache) (*rootfs.Ref, error) {
 	t, done, err := prepare(context.Background(), s.ref, s.opts)
 	if err != nil {
 		return nil, err
+	}
+	if _, err := os.Stat(c.ImagePath(t.digest)); err != nil && t.fetch != nil {
+		// Not extracted yet: download first, then extract under the
+		// cache's lock, which the download need not hold.
+		if err := t.fetch(); err != nil {
+			return nil, err
+		}
 	}
 	it := rootfs.ImageTree{Name: t.name, Digest: t.digest, MaxSize: s.opts.MaxSize}
 	for _, l := range t.layers {

@@ -8,6 +8,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"golang.org/x/sync/errgroup"
 )
 
 // tree is what a Source hands the rootfs cache: rootfs.ImageTree's fields.
@@ -15,6 +16,10 @@ type tree struct {
 	name, digest string
 	layers       []treeLayer
 	config       ImageConfig
+	// fetch, when set, brings every layer blob into the store: called
+	// before an extraction, so that downloads do not run under the rootfs
+	// cache's write lock.
+	fetch func() error
 }
 
 type treeLayer struct {
@@ -49,6 +54,14 @@ func prepare(ctx context.Context, ref Ref, o Options) (*tree, func() error, erro
 		name:   ref.String(),
 		digest: img.digest.String(),
 		config: imageConfig(ref.String(), img.digest.String(), img.configDigest.String(), img.config),
+	}
+	t.fetch = func() error {
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(3)
+		for i := range img.layers {
+			g.Go(func() error { return p.ensureLayer(gctx, img, i) })
+		}
+		return g.Wait()
 	}
 	for i, l := range img.layers {
 		diffID := img.config.RootFS.DiffIDs[i].String()
