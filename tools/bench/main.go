@@ -16,7 +16,10 @@
 //     workers vs. N raw `runc run -d` at once; restart after SIGKILL vs.
 //     `runc run -d` and vs. `runc delete --force` + `runc run -d`; and, as
 //     figures with targets rather than ratios, mrtd's PSS per worker,
-//     resident runc processes and idle CPU.
+//     resident runc processes and idle CPU;
+//   - images (see image.go): pull + flatten into an empty cache vs. `skopeo
+//     copy` + `umoci unpack` of the same image from a docker-registry on
+//     127.0.0.1; a warm start with --image vs. the same tree as --rootfs DIR.
 //
 // Ratios are reported, never enforced: bench exits 0 unless a measurement
 // could not run at all. Everything it creates lives under one temporary
@@ -134,7 +137,8 @@ type bench struct {
 	floorUnconfined string // the same with --seccomp unconfined
 	floorSeq        int
 
-	pool *poolBench // the pool figures' state, once they started
+	pool *poolBench  // the pool figures' state, once they started
+	img  *imageBench // the image figures' state, once they started
 }
 
 func benchMain() int {
@@ -226,7 +230,7 @@ func (b *bench) measure() error {
 	}
 	fmt.Printf("running as uid %d: container root maps to uid %d; work dir %s\n", os.Geteuid(), b.uid, b.tmp)
 	fmt.Printf("runs: %d per warm series, %d per cold series, %d warm-up; figures are medians\n", *n, *coldN, *warmup)
-	if *poolFlag {
+	if *poolFlag && !*imageOnly {
 		fmt.Printf("pool: workers run %q; starts of 1 and 4 workers %d runs, 16 workers %d, 64 workers %d (1 warm-up each);\n"+
 			"  restart %d runs (%d warm-up), with and without seccomp; memory 3 pools each of 1 and 64 workers; idle CPU over %v\n",
 			strings.Join(poolCommand, " "), *n, min(*n, 10), min(*n, 3), *n, *warmup, *idleWindow)
@@ -235,16 +239,31 @@ func (b *bench) measure() error {
 
 	var rows []row
 	var series []*samples
-	if !*poolOnly {
+	if !*poolOnly && !*imageOnly {
 		var err error
 		if rows, series, err = b.runFigures(); err != nil {
 			return err
 		}
 	}
 
-	// 4. The pool.
+	// 4. Images.
+	if *imageFlag && !*poolOnly {
+		if b.runcCached == "" {
+			if err := b.setup(); err != nil {
+				return err
+			}
+		}
+		imgRows, imgSeries, err := b.imageFigures()
+		if err != nil {
+			return err
+		}
+		rows = append(rows, imgRows...)
+		series = append(series, imgSeries...)
+	}
+
+	// 5. The pool.
 	var res []resRow
-	if *poolFlag {
+	if *poolFlag && !*imageOnly {
 		poolRows, poolRes, poolSeries, err := b.poolFigures()
 		if err != nil {
 			return err
@@ -602,6 +621,11 @@ func (b *bench) cold(mrtdWarm, runcWarm time.Duration) ([]row, []*samples, error
 
 // loggedExtraction reads the extraction time mrtd logged on its last run.
 func (b *bench) loggedExtraction() (time.Duration, bool) {
+	return b.loggedDuration("rootfs extracted")
+}
+
+// loggedDuration reads the duration of the log line msg of mrtd's last run.
+func (b *bench) loggedDuration(msg string) (time.Duration, bool) {
 	f, err := os.Open(b.logFile.Name())
 	if err != nil {
 		return 0, false
@@ -613,7 +637,7 @@ func (b *bench) loggedExtraction() (time.Duration, bool) {
 			Msg      string `json:"msg"`
 			Duration string `json:"duration"`
 		}
-		if json.Unmarshal(sc.Bytes(), &e) == nil && e.Msg == "rootfs extracted" {
+		if json.Unmarshal(sc.Bytes(), &e) == nil && e.Msg == msg {
 			if d, err := time.ParseDuration(e.Duration); err == nil {
 				return d, true
 			}
@@ -743,6 +767,9 @@ func (b *bench) tinyArchive() (string, int64, error) {
 func (b *bench) cleanup() {
 	if b.logFile != nil {
 		b.logFile.Close()
+	}
+	if b.img != nil && b.img.registry != nil {
+		b.img.registry.Stop()
 	}
 	states := []string{b.floorState, filepath.Join(b.runtimeDir, "runc")}
 	if b.pool != nil {
