@@ -2,7 +2,6 @@ package image
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -83,17 +82,16 @@ func newRegistryOrigin(ref Ref, o Options) (*registryOrigin, error) {
 	if kc == nil {
 		kc = Keychain()
 	}
-	opts := []remote.Option{remote.WithAuthFromKeychain(kc), remote.WithUserAgent("mrtd")}
-	if o.Insecure {
-		t := remote.DefaultTransport.(*http.Transport).Clone()
-		t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
-		opts = append(opts, remote.WithTransport(t))
+	host, _, _ := strings.Cut(ref.Name, "/")
+	t, err := registryTransport(host, o.Insecure)
+	if err != nil {
+		return nil, err
 	}
+	opts := []remote.Option{remote.WithAuthFromKeychain(kc), remote.WithUserAgent("mrtd"), remote.WithTransport(t)}
 	p, err := remote.NewPuller(opts...)
 	if err != nil {
 		return nil, err
 	}
-	host, _, _ := strings.Cut(ref.Name, "/")
 	return &registryOrigin{ref: ref, name: n, host: host, puller: p, opts: opts}, nil
 }
 
@@ -127,6 +125,9 @@ func (r *registryOrigin) blob(ctx context.Context, d v1.Descriptor) (io.ReadClos
 
 // explain words a registry's error so that a person can act on it.
 func (r *registryOrigin) explain(ctx context.Context, err error) error {
+	if ce := caError(r.host, err); ce != nil {
+		return ce
+	}
 	var te *transport.Error
 	if errors.As(err, &te) {
 		switch te.StatusCode {
