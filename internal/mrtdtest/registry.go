@@ -3,9 +3,17 @@ package mrtdtest
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -16,6 +24,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // The image tests run a real registry server, Debian's docker-registry (the
@@ -43,13 +53,19 @@ func NeedRegistry(t testing.TB) {
 	}
 }
 
-// Registry is one docker-registry serving plain HTTP on 127.0.0.1, with no
-// auth, its storage in a temporary directory.
+// Registry is one docker-registry on 127.0.0.1, its storage in a
+// temporary directory: plain HTTP with no auth, unless started with
+// WithTLS or WithHtpasswd.
 type Registry struct {
 	// Addr is host:port, 127.0.0.1:PORT.
 	Addr string
 	// Storage is the filesystem driver's root directory.
 	Storage string
+	// CA is the PEM certificate of the CA that signed the registry's
+	// certificate (for 127.0.0.1), with WithTLS; nil without.
+	CA []byte
+	// User and Password are those of WithHtpasswd; empty without.
+	User, Password string
 
 	cmd    *exec.Cmd
 	log    *syncBuffer
@@ -79,19 +95,59 @@ http:
     X-Content-Type-Options: [nosniff]
 `
 
+// registryTLSConfig and registryAuthConfig follow registryConfig for
+// WithTLS and WithHtpasswd.
+const (
+	registryTLSConfig = `  tls:
+    certificate: %s
+    key: %s
+`
+	registryAuthConfig = `auth:
+  htpasswd:
+    realm: mrtd-e2e
+    path: %s
+`
+)
+
 // registryStartTimeout bounds the wait for /v2/ to answer.
 const registryStartTimeout = 20 * time.Second
 
+// RegistryOption changes how StartRegistry starts a registry.
+type RegistryOption func(*registrySetup)
+
+// registrySetup is what the options ask for.
+type registrySetup struct {
+	tls            bool
+	user, password string
+}
+
+// WithTLS serves HTTPS only, with a certificate for 127.0.0.1 signed by a
+// CA made for the registry (Registry.CA).
+func WithTLS() RegistryOption {
+	return func(s *registrySetup) { s.tls = true }
+}
+
+// WithHtpasswd asks for basic auth: user with password, from an htpasswd
+// file with a bcrypt hash. The registry allows it only with TLS: use it
+// with WithTLS.
+func WithHtpasswd(user, password string) RegistryOption {
+	return func(s *registrySetup) { s.user, s.password = user, password }
+}
+
 // StartRegistry starts a registry for t and stops it when t ends. A port
 // taken between choosing it and the registry's bind is retried.
-func StartRegistry(t testing.TB) *Registry {
+func StartRegistry(t testing.TB, opts ...RegistryOption) *Registry {
 	t.Helper()
 	NeedRegistry(t)
 	dir := t.TempDir()
+	var setup registrySetup
+	for _, o := range opts {
+		o(&setup)
+	}
 	var err error
 	for range 3 {
 		var r *Registry
-		r, err = startRegistry(dir)
+		r, err = startRegistryWith(dir, setup)
 		if err == nil {
 			t.Cleanup(r.Stop)
 			return r
@@ -101,7 +157,13 @@ func StartRegistry(t testing.TB) *Registry {
 	return nil
 }
 
+// startRegistry starts a plain registry, as StartRegistry without
+// options.
 func startRegistry(dir string) (*Registry, error) {
+	return startRegistryWith(dir, registrySetup{})
+}
+
+func startRegistryWith(dir string, setup registrySetup) (*Registry, error) {
 	addr, err := freeLoopbackAddr()
 	if err != nil {
 		return nil, err
@@ -110,11 +172,26 @@ func startRegistry(dir string) (*Registry, error) {
 	if err := os.MkdirAll(storage, 0o755); err != nil {
 		return nil, err
 	}
+	r := &Registry{Addr: addr, Storage: storage, User: setup.user, Password: setup.password, log: &syncBuffer{}, exited: make(chan struct{})}
+	config := fmt.Appendf(nil, registryConfig, storage, addr)
+	if setup.tls {
+		cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+		if r.CA, err = writeServerCert(cert, key); err != nil {
+			return nil, err
+		}
+		config = fmt.Appendf(config, registryTLSConfig, cert, key)
+	}
+	if setup.user != "" {
+		htpasswd := filepath.Join(dir, "htpasswd")
+		if err := writeHtpasswd(htpasswd, setup.user, setup.password); err != nil {
+			return nil, err
+		}
+		config = fmt.Appendf(config, registryAuthConfig, htpasswd)
+	}
 	conf := filepath.Join(dir, "config.yml")
-	if err := os.WriteFile(conf, fmt.Appendf(nil, registryConfig, storage, addr), 0o644); err != nil {
+	if err := os.WriteFile(conf, config, 0o644); err != nil {
 		return nil, err
 	}
-	r := &Registry{Addr: addr, Storage: storage, log: &syncBuffer{}, exited: make(chan struct{})}
 	r.cmd = exec.Command(RegistryBin, "serve", conf)
 	r.cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + dir}
 	r.cmd.Stdout, r.cmd.Stderr = r.log, r.log
@@ -143,19 +220,30 @@ func freeLoopbackAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-// waitReady polls /v2/ until it answers 200, the registry exits, or
-// timeout passes.
+// waitReady polls /v2/ until it answers 200 (401 with auth), the
+// registry exits, or timeout passes.
 func (r *Registry) waitReady(timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	client := &http.Client{Timeout: time.Second}
+	scheme := "http"
+	if r.CA != nil {
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(r.CA)
+		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+		scheme = "https"
+	}
+	want := http.StatusOK
+	if r.User != "" {
+		want = http.StatusUnauthorized
+	}
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+r.Addr+"/v2/", nil)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+r.Addr+"/v2/", nil)
 		if resp, err := client.Do(req); err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if resp.StatusCode == want {
 				return nil
 			}
 		}
@@ -258,7 +346,11 @@ func PolicyFile(t testing.TB) string {
 // a layout first with CopyImage, then Push it with --preserve-digests.
 func (r *Registry) Push(t testing.TB, src, repoTag string, flags ...string) Manifest {
 	t.Helper()
-	CopyImage(t, src, "docker://"+r.Ref(repoTag), append([]string{"--dest-tls-verify=false"}, flags...)...)
+	pre := []string{"--dest-tls-verify=false"}
+	if r.User != "" {
+		pre = append(pre, "--dest-creds", r.User+":"+r.Password)
+	}
+	CopyImage(t, src, "docker://"+r.Ref(repoTag), append(pre, flags...)...)
 	return r.Inspect(t, repoTag)
 }
 
@@ -275,11 +367,15 @@ func (r *Registry) Inspect(t testing.TB, repoTag string) Manifest {
 	t.Helper()
 	ref := "docker://" + r.Ref(repoTag)
 	var m Manifest
-	raw := Skopeo(t, "inspect", "--tls-verify=false", "--raw", ref)
+	inspect := []string{"inspect", "--tls-verify=false"}
+	if r.User != "" {
+		inspect = append(inspect, "--creds", r.User+":"+r.Password)
+	}
+	raw := Skopeo(t, append(inspect, "--raw", ref)...)
 	if err := json.Unmarshal([]byte(raw), &m); err != nil {
 		t.Fatalf("skopeo inspect --raw %s: %v\n%s", ref, err, raw)
 	}
-	m.Digest = strings.TrimSpace(Skopeo(t, "inspect", "--tls-verify=false", "--format", "{{.Digest}}", ref))
+	m.Digest = strings.TrimSpace(Skopeo(t, append(inspect, "--format", "{{.Digest}}", ref)...))
 	if !strings.HasPrefix(m.Digest, "sha256:") || len(m.Layers) == 0 {
 		t.Fatalf("skopeo inspect %s: digest %q, %d layers", ref, m.Digest, len(m.Layers))
 	}
@@ -303,4 +399,72 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// writeServerCert makes a CA and a certificate it signs for 127.0.0.1,
+// writes the certificate (then the CA's) to cert and its key to key, and
+// returns the CA's certificate in PEM.
+func writeServerCert(cert, key string) ([]byte, error) {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "mrtd e2e CA"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return nil, err
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return nil, err
+	}
+	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	srvTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, ca, &srvKey.PublicKey, caKey)
+	if err != nil {
+		return nil, err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(srvKey)
+	if err != nil {
+		return nil, err
+	}
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
+	chain := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srvDER}), caPEM...)
+	if err := os.WriteFile(cert, chain, 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		return nil, err
+	}
+	return caPEM, nil
+}
+
+// writeHtpasswd writes an htpasswd file with user's bcrypt hash, the only
+// kind docker-registry takes; the lowest cost, as every request checks it.
+func writeHtpasswd(file, user, password string) error {
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(file, []byte(user+":"+string(hash)+"\n"), 0o644)
 }
