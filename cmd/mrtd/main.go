@@ -20,6 +20,8 @@ const usage = `Usage:
   mrtd scale N                             keep N workers; those below N are left alone
   mrtd restart WORKER                      replace one worker's container
   mrtd pull [flags] REF                    fetch an image into the cache; print its digest
+  mrtd images [--json]                     the cached images: tags, digest, size, last used, users
+  mrtd prune                               remove the cached images no process uses
   mrtd login [flags] HOST | logout HOST    keep or remove a registry's credentials
   mrtd config [flags]                      print the effective settings and their sources
   mrtd version                             print mrtd's and runc's versions
@@ -50,6 +52,8 @@ func mrtd(args []string, stdout, stderr io.Writer) int {
 		return configCommand(args[1:], stdout, stderr)
 	case "pull":
 		return pullCommand(args[1:], stdout, stderr)
+	case "images", "prune":
+		return imagesCommand(args[0] == "prune", args[1:], stdout, stderr)
 	case "login", "logout":
 		return loginCommand(args[0], args[1:], os.Stdin, stdout, stderr)
 	case "status", "scale", "restart":
