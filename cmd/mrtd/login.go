@@ -49,7 +49,6 @@ func loginCommand(cmd string, args []string, stdin io.Reader, stdout, stderr io.
 	tlsVerify := true
 	if cmd == "login" {
 		fs.StringVar(&user, "username", "", "the user `NAME` (asked for on a terminal when not given)")
-		fs.StringVar(&user, "u", "", "short for --username")
 		fs.BoolVar(&passwordStdin, "password-stdin", false, "read the password from standard input")
 		fs.BoolVar(&tlsVerify, "tls-verify", true, "verify the registry's TLS certificate; false also allows plain HTTP")
 	}
