@@ -1,9 +1,11 @@
 package container
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	seccompprofile "github.com/moby/profiles/seccomp"
@@ -45,6 +47,19 @@ type Options struct {
 	// destination must exist in the rootfs: runc would otherwise create it
 	// inside the shared tree.
 	Binds []Bind
+	// Tmpfs are tmpfs mounted besides /tmp and /run, which always are;
+	// one on /tmp or /run replaces the default one. Each destination must
+	// exist in the rootfs as a directory, as a bind's.
+	Tmpfs []Tmpfs
+}
+
+// Tmpfs is a tmpfs mounted into the container.
+type Tmpfs struct {
+	Destination string
+	// Options are mount(8)'s tmpfs options (size=64m, mode=1777, noexec,
+	// ...). nosuid and nodev are always added; without mode=, the mode is
+	// the replaced default's, else 1777.
+	Options []string
 }
 
 // Bind is a host path mounted into the container.
@@ -92,6 +107,11 @@ func (o *Options) Validate() error {
 			return fmt.Errorf("bind mount %s:%s: both paths must be absolute", b.Source, b.Destination)
 		}
 	}
+	for _, t := range o.Tmpfs {
+		if !filepath.IsAbs(t.Destination) || filepath.Clean(t.Destination) == "/" {
+			return fmt.Errorf("tmpfs %s: the destination must be an absolute path below /", t.Destination)
+		}
+	}
 	for _, kv := range o.Env {
 		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
 			return fmt.Errorf("environment entry %q is not KEY=VALUE", kv)
@@ -136,7 +156,7 @@ func Spec(id string, o Options) (*specs.Spec, error) {
 		},
 		Root:     &specs.Root{Path: o.Rootfs, Readonly: true},
 		Hostname: hostname,
-		Mounts:   mounts(o.Network == NetworkNone),
+		Mounts:   mounts(o.Network == NetworkNone, o.Tmpfs),
 		Linux: &specs.Linux{
 			UIDMappings: []specs.LinuxIDMapping{{ContainerID: 0, HostID: o.UID, Size: 1}},
 			GIDMappings: []specs.LinuxIDMapping{{ContainerID: 0, HostID: o.GID, Size: 1}},
@@ -152,6 +172,12 @@ func Spec(id string, o Options) (*specs.Spec, error) {
 			CgroupsPath:   o.CgroupsPath,
 		},
 	}
+	var user []specs.Mount
+	for _, t := range o.Tmpfs {
+		if !isDefaultTmpfs(t.Destination) {
+			user = append(user, tmpfsMount(t, "1777"))
+		}
+	}
 	for _, b := range o.Binds {
 		opts := []string{"rbind", "nosuid", "nodev"}
 		if b.ReadOnly {
@@ -161,8 +187,15 @@ func Spec(id string, o Options) (*specs.Spec, error) {
 			// mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY), Linux 5.12.
 			opts = append(opts, "ro", "rro")
 		}
-		s.Mounts = append(s.Mounts, specs.Mount{Destination: b.Destination, Type: "bind", Source: b.Source, Options: opts})
+		user = append(user, specs.Mount{Destination: b.Destination, Type: "bind", Source: b.Source, Options: opts})
 	}
+	// runc mounts in order: a mount under another's destination (a tmpfs
+	// on /share/cache, a bind on /share) comes after it, or the outer one
+	// would hide it. Docker sorts the same way.
+	slices.SortStableFunc(user, func(a, b specs.Mount) int {
+		return cmp.Compare(depth(a.Destination), depth(b.Destination))
+	})
+	s.Mounts = append(s.Mounts, user...)
 	if o.Network == NetworkNone {
 		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace})
 	}
@@ -184,7 +217,43 @@ func Spec(id string, o Options) (*specs.Spec, error) {
 	return s, nil
 }
 
-func mounts(ownNetns bool) []specs.Mount {
+// defaultTmpfs are the tmpfs every container gets, and their modes.
+var defaultTmpfs = []struct{ dst, mode string }{{"/tmp", "1777"}, {"/run", "755"}}
+
+func isDefaultTmpfs(dst string) bool {
+	for _, d := range defaultTmpfs {
+		if filepath.Clean(dst) == d.dst {
+			return true
+		}
+	}
+	return false
+}
+
+// tmpfsMount is the mount of t, with mode=mode unless t gives one.
+func tmpfsMount(t Tmpfs, mode string) specs.Mount {
+	opts := []string{"nosuid", "nodev"}
+	hasMode := false
+	for _, o := range t.Options {
+		switch {
+		case o == "nosuid" || o == "nodev":
+			continue
+		case strings.HasPrefix(o, "mode="):
+			hasMode = true
+		}
+		opts = append(opts, o)
+	}
+	if !hasMode {
+		opts = append(opts, "mode="+mode)
+	}
+	return specs.Mount{Destination: filepath.Clean(t.Destination), Type: "tmpfs", Source: "tmpfs", Options: opts}
+}
+
+// depth is how many components the absolute path p has.
+func depth(p string) int {
+	return strings.Count(strings.TrimSuffix(filepath.Clean(p), "/"), "/")
+}
+
+func mounts(ownNetns bool, tmpfs []Tmpfs) []specs.Mount {
 	m := []specs.Mount{
 		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
 		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
@@ -202,10 +271,16 @@ func mounts(ownNetns bool) []specs.Mount {
 		// /sys is writable either.
 		m = append(m, specs.Mount{Destination: "/sys", Type: "none", Source: "/sys", Options: []string{"rbind", "nosuid", "noexec", "nodev", "ro", "rro"}})
 	}
-	return append(m,
-		specs.Mount{Destination: "/tmp", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=1777"}},
-		specs.Mount{Destination: "/run", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=755"}},
-	)
+	for _, d := range defaultTmpfs {
+		t := Tmpfs{Destination: d.dst}
+		for _, u := range tmpfs {
+			if filepath.Clean(u.Destination) == d.dst {
+				t = u // the last one given wins
+			}
+		}
+		m = append(m, tmpfsMount(t, d.mode))
+	}
+	return m
 }
 
 // mergeEnv returns base with the entries of over added, an entry of over

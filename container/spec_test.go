@@ -33,6 +33,11 @@ func TestSpecGolden(t *testing.T) {
 				{Source: "/var/archivematica/sharedDirectory", Destination: "/var/archivematica/sharedDirectory"},
 				{Source: "/etc/worker", Destination: "/srv", ReadOnly: true},
 			},
+			Tmpfs: []Tmpfs{
+				{Destination: "/var/tmp"},
+				{Destination: "/srv/cache", Options: []string{"size=8m", "noexec", "nosuid"}},
+				{Destination: "/run", Options: []string{"size=1m"}},
+			},
 		}},
 		{"network-none", Options{
 			Rootfs: "/r", Args: []string{"true"}, UID: 1000, GID: 1000, Network: NetworkNone,
