@@ -58,6 +58,9 @@ type Config struct {
 	Env      []string
 	Workdir  string
 	Hostname string
+	// Tmpfs are the --tmpfs DST[:OPTIONS] mounts, besides the default
+	// ones (/tmp, /run and /var/tmp); see ParseTmpfs.
+	Tmpfs    []string
 	LogLevel string
 	// LogFormat is auto, journal, console or json.
 	LogFormat string
@@ -170,6 +173,17 @@ func (c *Config) Validate() error {
 	}
 	if c.Hostname != "" && !validHostname(c.Hostname) {
 		return usagef("--hostname %q is not a host name: use dot-separated labels of letters, digits and inner hyphens, each 1 to %d characters, at most %d in all (such as worker-1 or w1.example)", c.Hostname, maxLabel, MaxHostname)
+	}
+	seen := map[string]bool{}
+	for _, v := range c.Tmpfs {
+		m, err := ParseTmpfs(v)
+		if err != nil {
+			return err
+		}
+		if seen[m.Destination] {
+			return usagef("--tmpfs %s is given twice: keep one", m.Destination)
+		}
+		seen[m.Destination] = true
 	}
 	if c.Workdir != "" && !filepath.IsAbs(c.Workdir) {
 		return usagef("--workdir %q is not an absolute path", c.Workdir)
@@ -295,6 +309,73 @@ func ParseMount(s string) (Mount, error) {
 	}
 	m.Source, m.Destination = filepath.Clean(m.Source), filepath.Clean(m.Destination)
 	return m, nil
+}
+
+// Tmpfs is a parsed --tmpfs.
+type Tmpfs struct {
+	Destination string
+	// Options are mount(8)'s tmpfs options, as given: size=64m, mode=1777,
+	// nr_inodes, uid, gid, noexec, nosuid, nodev.
+	Options []string
+}
+
+// ParseTmpfs parses DST[:OPTIONS], OPTIONS being comma-separated tmpfs
+// options of mount(8): size=N[k|m|g|%], nr_inodes=N[k|m|g], mode=OCTAL,
+// uid=N, gid=N, noexec, nosuid, nodev. Others are refused: the container's
+// mounts are nosuid and nodev anyway, and an option the kernel refuses
+// would fail every start.
+func ParseTmpfs(s string) (Tmpfs, error) {
+	dst, opts, _ := strings.Cut(s, ":")
+	t := Tmpfs{Destination: filepath.Clean(dst)}
+	if !filepath.IsAbs(dst) {
+		return t, usagef("--tmpfs %q: DST must be an absolute path, as in --tmpfs /data:size=64m", s)
+	}
+	if t.Destination == "/" {
+		return t, usagef("--tmpfs %q: the rootfs itself cannot be a tmpfs: pick a directory such as /data", s)
+	}
+	if opts == "" {
+		return t, nil
+	}
+	seen := map[string]bool{}
+	for _, o := range strings.Split(opts, ",") {
+		key, val, hasVal := strings.Cut(o, "=")
+		if seen[key] {
+			return t, usagef("--tmpfs %q: %s is given twice", s, key)
+		}
+		seen[key] = true
+		var ok bool
+		switch key {
+		case "size":
+			ok = hasVal && validSize(val, true)
+		case "nr_inodes":
+			ok = hasVal && validSize(val, false)
+		case "mode":
+			n, err := strconv.ParseUint(val, 8, 32)
+			ok = hasVal && err == nil && n <= 0o7777
+		case "uid", "gid":
+			_, err := strconv.ParseUint(val, 10, 32)
+			ok = hasVal && err == nil
+		case "noexec", "nosuid", "nodev":
+			ok = !hasVal
+		default:
+			return t, usagef("--tmpfs %q: unknown option %q: use size, nr_inodes, mode, uid, gid, noexec, nosuid or nodev", s, o)
+		}
+		if !ok {
+			return t, usagef("--tmpfs %q: bad option %q: use size=N[k|m|g|%%], nr_inodes=N[k|m|g], mode=OCTAL, uid=N, gid=N, or noexec, nosuid, nodev without a value", s, o)
+		}
+		t.Options = append(t.Options, o)
+	}
+	return t, nil
+}
+
+// validSize accepts a tmpfs size: digits, then k, m or g (either case), or
+// % when percent.
+func validSize(v string, percent bool) bool {
+	if n := len(v); n > 1 && (strings.ContainsRune("kKmMgG", rune(v[n-1])) || percent && v[n-1] == '%') {
+		v = v[:n-1]
+	}
+	_, err := strconv.ParseUint(v, 10, 64)
+	return err == nil
 }
 
 // ParseSignal accepts TERM, SIGTERM, term or 15.

@@ -64,6 +64,7 @@ func containerFlags(fs *flag.FlagSet, cfg *Config, env *StringList) {
 	fs.StringVar(&cfg.Network, "network", cfg.Network, "`host` (share the host's network) or none (loopback only)")
 	fs.StringVar(&cfg.Seccomp, "seccomp", cfg.Seccomp, "`default` (Docker's default profile) or unconfined")
 	fs.Var(env, "env", "set `KEY=VALUE` in the container (repeatable)")
+	fs.Var((*StringList)(&cfg.Tmpfs), "tmpfs", "mount a tmpfs on `DST[:OPTIONS]` (repeatable): OPTIONS as mount(8)'s, of size=N[k|m|g|%], nr_inodes, mode (default 1777), uid, gid, noexec, nosuid, nodev; /tmp, /run and /var/tmp are tmpfs already, --tmpfs /tmp:size=64m replaces one; a DST missing in the rootfs is created in a tree mrtd extracted, and an error in a --rootfs DIR")
 	fs.StringVar(&cfg.Workdir, "workdir", cfg.Workdir, "working `DIR` inside the container (default /)")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "`auto` (the journal under systemd, console on a terminal, else JSON), journal, console or json")

@@ -39,6 +39,7 @@ func daemonFlags(s *Settings, lists map[string]*StringList) *flag.FlagSet {
 	fs := flag.NewFlagSet("mrtd", flag.ContinueOnError)
 	env, mounts := &StringList{}, &StringList{}
 	lists["env"], lists["mount"] = env, mounts
+	lists["tmpfs"] = (*StringList)(&s.Config.Tmpfs)
 	containerFlags(fs, &s.Config, env)
 	pc := &s.Pool
 	fs.IntVar(&pc.Workers, "workers", pc.Workers, fmt.Sprintf("how many worker containers to keep running (1 to %d)", MaxWorkers))

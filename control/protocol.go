@@ -23,6 +23,9 @@ type Response struct {
 	Instance string         `json:"instance"`
 	Desired  int            `json:"desired"`
 	Workers  []WorkerStatus `json:"workers"`
+	// Labels are the Labels of the image the workers run; absent without
+	// an image or labels, so that older clients and daemons still talk.
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // WorkerStatus is one worker's state as the protocol carries it.

@@ -54,6 +54,8 @@ type Server struct {
 	// Scaled, if set, is told the new worker count of an accepted scale
 	// before the pool scales (for systemd's STATUS, metrics).
 	Scaled func(n int)
+	// Labels, when set, are the image's labels answers carry.
+	Labels map[string]string
 }
 
 // Run serves ln until ctx is done, then closes ln (which removes the socket
@@ -199,6 +201,7 @@ func (s *Server) status() Response {
 		Instance: s.Instance,
 		Desired:  s.Pool.Desired(),
 		Workers:  append([]WorkerStatus{}, s.Pool.Status()...),
+		Labels:   s.Labels,
 	}
 }
 

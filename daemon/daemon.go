@@ -28,6 +28,10 @@ type Settings struct {
 	Pool      config.Pool
 	// Workers holds the [worker.N] sections: settings for worker N alone.
 	Workers map[int]config.WorkerFile
+	// StopSignalSet is true when Pool.StopSignal was set (--stop-signal,
+	// MRTD_STOP_SIGNAL or the config file) rather than defaulted: it then
+	// wins over an image's StopSignal.
+	StopSignalSet bool
 }
 
 // Options configure Run.
@@ -58,7 +62,7 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	defer env.Close()
-	tmpl, err := workerTemplate(st, env.Rootfs, env.image, log)
+	tmpl, err := workerTemplate(st, env, log)
 	if err != nil {
 		return err
 	}
@@ -93,13 +97,12 @@ func Run(ctx context.Context, opts Options) error {
 			mtr.setDesired(n)
 		}
 	}
-	stopSignal, _ := config.ParseSignal(pc.StopSignal)
 	pl, err := pool.New(pool.Config{
 		Workers:     pc.Workers,
 		Instance:    pc.Instance,
 		Template:    tmpl,
 		WorkerEnv:   workerEnv(st.Workers),
-		StopSignal:  stopSignal,
+		StopSignal:  stopSignal(st, env.image, log),
 		StopTimeout: pc.StopTimeout,
 		Restart:     pool.RestartPolicy(pc.Restart),
 		BackoffMin:  pc.BackoffMin,
@@ -118,7 +121,7 @@ func Run(ctx context.Context, opts Options) error {
 		return fmt.Errorf("control socket: %w", err)
 	}
 	srv := &control.Server{Pool: poolControl{pl}, Instance: pc.Instance, MaxWorkers: config.MaxWorkers,
-		Log: log.WithName("control"), Scaled: scaled}
+		Log: log.WithName("control"), Scaled: scaled, Labels: imageLabels(env.image)}
 
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, unix.SIGINT, unix.SIGTERM)

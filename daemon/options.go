@@ -3,10 +3,12 @@ package daemon
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/go-logr/logr"
 	"golang.org/x/sys/unix"
@@ -57,33 +59,21 @@ func containerOptions(cfg config.Config, rootfs string, img *image.ImageConfig, 
 	return o, nil
 }
 
-// workerTemplate is every worker's container, from the settings. It checks
-// the command, the working directory and the mounts against the rootfs and
-// the host: what would make every start fail is a usage error before any
-// worker starts.
-func workerTemplate(st Settings, rootfs string, img *image.ImageConfig, log logr.Logger) (container.Options, error) {
-	o, err := containerOptions(st.Container, rootfs, img, log)
+// workerTemplate is every worker's container, from the settings, on e's
+// rootfs. It checks the command, the working directory and the mounts
+// against the rootfs and the host: what would make every start fail is a
+// usage error before any worker starts.
+func workerTemplate(st Settings, e *env, log logr.Logger) (container.Options, error) {
+	o, err := containerOptions(st.Container, e.Rootfs, e.image, log)
 	if err != nil {
 		return container.Options{}, err
 	}
-	root, err := container.OpenRoot(rootfs)
-	if err != nil {
-		return container.Options{}, err
-	}
-	defer root.Close()
-	prot := protected{exec: []string{st.Container.CacheDir, rootfs}, runtimeDir: st.Container.RuntimeDir}
+	prot := protected{exec: []string{st.Container.CacheDir, e.Rootfs}, runtimeDir: st.Container.RuntimeDir}
 	if st.Container.Runc != "" {
 		prot.exec = append(prot.exec, st.Container.Runc)
 	}
-	for _, m := range st.Pool.Mounts {
-		mnt, err := config.ParseMount(m)
-		if err != nil {
-			return container.Options{}, err
-		}
-		if err := checkMount(root, m, mnt, o.UID, o.GID, prot); err != nil {
-			return container.Options{}, err
-		}
-		o.Binds = append(o.Binds, container.Bind{Source: mnt.Source, Destination: mnt.Destination, ReadOnly: mnt.ReadOnly})
+	if err := addMounts(&o, e.tree(), st.Container.Tmpfs, st.Pool.Mounts, prot); err != nil {
+		return container.Options{}, err
 	}
 	if err := checkRoot(o); err != nil {
 		var cmd *container.CommandError
@@ -95,6 +85,66 @@ func workerTemplate(st Settings, rootfs string, img *image.ImageConfig, log logr
 		return container.Options{}, err
 	}
 	return o, nil
+}
+
+// tree is e's rootfs as its mounts see it.
+func (e *env) tree() tree {
+	return tree{dir: e.Rootfs, create: e.RootfsDigest != "dir", rootOwned: os.Geteuid() == 0}
+}
+
+// addMounts adds to o the tmpfs (--tmpfs, and /var/tmp by default) and the
+// binds (--mount) and checks their mount points in t, creating the missing
+// ones where t allows it.
+func addMounts(o *container.Options, t tree, tmpfs, mounts []string, p protected) error {
+	dsts := map[string]string{}
+	varTmp := true
+	for _, v := range tmpfs {
+		m, err := config.ParseTmpfs(v)
+		if err != nil {
+			return err
+		}
+		if err := t.ensure(m.Destination, true); err != nil {
+			if errors.Is(err, errMissing) {
+				return &config.UsageError{Err: fmt.Errorf("--tmpfs %s: %s does not exist in the rootfs, and mrtd does not create mount points in a --rootfs directory, which it uses as it is: create it there, or pick a directory that exists, such as /mnt or /srv", v, m.Destination)}
+			}
+			return &config.UsageError{Err: fmt.Errorf("--tmpfs %s: %w", v, err)}
+		}
+		if m.Destination == "/var/tmp" {
+			varTmp = false
+		}
+		dsts[m.Destination] = "--tmpfs " + v
+		o.Tmpfs = append(o.Tmpfs, container.Tmpfs{Destination: m.Destination, Options: m.Options})
+	}
+	if varTmp {
+		// /var/tmp is a tmpfs by default, as /tmp and /run (Podman's
+		// read-only mode does the same). A tree mrtd extracted gets the
+		// mount point when it lacks it; a user's own --rootfs DIR without
+		// /var/tmp simply goes without it: what is not in the rootfs is
+		// no writable place its programs expect, and mrtd never changes
+		// such a directory.
+		switch err := t.ensure("/var/tmp", true); {
+		case err == nil:
+			o.Tmpfs = append(o.Tmpfs, container.Tmpfs{Destination: "/var/tmp"})
+		case errors.Is(err, errMissing):
+		default:
+			return err
+		}
+	}
+	for _, v := range mounts {
+		m, err := config.ParseMount(v)
+		if err != nil {
+			return err
+		}
+		if prev, ok := dsts[m.Destination]; ok {
+			return &config.UsageError{Err: fmt.Errorf("--mount %s: %s is the destination of %s too: give each mount its own", v, m.Destination, prev)}
+		}
+		dsts[m.Destination] = "--mount " + v
+		if err := checkMount(t, v, m, o.UID, o.GID, p); err != nil {
+			return err
+		}
+		o.Binds = append(o.Binds, container.Bind{Source: m.Source, Destination: m.Destination, ReadOnly: m.ReadOnly})
+	}
+	return nil
 }
 
 // checkRoot checks, before any container is created, what runc would
@@ -130,9 +180,11 @@ type protected struct {
 
 // checkMount checks a --mount against the rootfs and the host: its
 // destination must exist in the rootfs with the source's type (runc would
-// create it in the shared tree, or fail), the container's root must be able
-// to read the source, and the source must not expose mrtd's own files.
-func checkMount(root *container.Root, flag string, m config.Mount, uid, gid uint32, p protected) error {
+// create it in the shared tree, or fail) or be created there (only in a
+// tree mrtd extracted, once the other checks pass), the container's root
+// must be able to read the source, and the source must not expose mrtd's
+// own files.
+func checkMount(t tree, flag string, m config.Mount, uid, gid uint32, p protected) error {
 	usage := func(format string, args ...any) error {
 		return &config.UsageError{Err: fmt.Errorf("--mount %s: "+format, append([]any{flag}, args...)...)}
 	}
@@ -140,18 +192,15 @@ func checkMount(root *container.Root, flag string, m config.Mount, uid, gid uint
 	if err != nil {
 		return usage("source %s: %v", m.Source, errors.Unwrap(err))
 	}
-	dst, err := root.Stat(m.Destination)
-	if err != nil {
-		return usage("%s does not exist in the rootfs; mount points must exist there (the rootfs is shared and read-only): pick a destination that exists, such as /mnt, /srv or /var/archivematica/sharedDirectory", m.Destination)
-	}
-	if src.IsDir() != dst.IsDir() {
-		kind := func(fi os.FileInfo) string {
-			if fi.IsDir() {
-				return "a directory"
-			}
-			return "a file"
-		}
-		return usage("source %s is %s but %s is %s in the rootfs: mount a directory on a directory and a file on a file", m.Source, kind(src), m.Destination, kind(dst))
+	switch dstDir, err := t.stat(m.Destination); {
+	case errors.Is(err, unix.ENOENT) && !t.create:
+		return usage("%s does not exist in the rootfs, and mrtd does not create mount points in a --rootfs directory, which it uses as it is (and shares, read-only): create it there, or pick a destination that exists, such as /mnt, /srv or /var/archivematica/sharedDirectory", m.Destination)
+	case errors.Is(err, unix.ENOENT):
+		// Created below, once the other checks pass.
+	case err != nil:
+		return usage("%s in the rootfs: %v", m.Destination, err)
+	case src.IsDir() != dstDir:
+		return usage("source %s is %s but %s is %s in the rootfs: mount a directory on a directory and a file on a file", m.Source, kindName(src.IsDir()), m.Destination, kindName(dstDir))
 	}
 	if os.Geteuid() == 0 {
 		if err := container.CheckReadable(m.Source, uid, gid); err != nil {
@@ -180,7 +229,36 @@ func checkMount(root *container.Root, flag string, m config.Mount, uid, gid uint
 			}
 		}
 	}
+	if err := t.ensure(m.Destination, src.IsDir()); err != nil {
+		return usage("%v", err)
+	}
 	return nil
+}
+
+// stopSignal is the signal that asks a worker to stop: the pool's when
+// set (--stop-signal, MRTD_STOP_SIGNAL or the config file), else the
+// image's StopSignal, else the pool's default (TERM). An image's signal
+// mrtd cannot parse is logged and left out.
+func stopSignal(st Settings, img *image.ImageConfig, log logr.Logger) syscall.Signal {
+	sig, _ := config.ParseSignal(st.Pool.StopSignal)
+	if st.StopSignalSet || img == nil || img.StopSignal == "" {
+		return sig
+	}
+	isig, err := config.ParseSignal(img.StopSignal)
+	if err != nil {
+		warn(log, "the image's StopSignal is not a signal; using the default stop signal", "image", img.Ref, "imageStopSignal", img.StopSignal, "stopSignal", st.Pool.StopSignal)
+		return sig
+	}
+	return isig
+}
+
+// imageLabels are the Labels of img, which mrtd status --json shows; nil
+// without an image or labels.
+func imageLabels(img *image.ImageConfig) map[string]string {
+	if img == nil || len(img.Labels) == 0 {
+		return nil
+	}
+	return maps.Clone(img.Labels)
 }
 
 // overlaps reports whether the paths a and b (symlinks resolved where they

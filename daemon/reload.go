@@ -23,7 +23,7 @@ func reload(ctx context.Context, log logr.Logger, cur Settings, load func() (Set
 	}
 	var tmpl container.Options
 	if err == nil {
-		tmpl, err = workerTemplate(next, e.Rootfs, e.image, log)
+		tmpl, err = workerTemplate(next, e, log)
 	}
 	if err != nil {
 		log.Error(err, "reload failed; the running configuration stays")

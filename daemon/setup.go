@@ -131,6 +131,9 @@ func RunOne(ctx context.Context, cfg config.Config, log logr.Logger, stdio Stdio
 		return -1, err
 	}
 	o.Hostname = cfg.Hostname
+	if err := addMounts(&o, e.tree(), cfg.Tmpfs, nil, protected{}); err != nil {
+		return -1, err
+	}
 	if err := checkRoot(o); err != nil {
 		return -1, err
 	}

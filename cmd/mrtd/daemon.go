@@ -69,7 +69,8 @@ func daemonCommand(args []string, stdout, stderr io.Writer) int {
 
 // daemonSettings is what the daemon runs of st.
 func daemonSettings(st *config.Settings) daemon.Settings {
-	return daemon.Settings{Container: st.Config, Pool: st.Pool, Workers: st.Workers}
+	_, set := st.Sources["stop-signal"]
+	return daemon.Settings{Container: st.Config, Pool: st.Pool, Workers: st.Workers, StopSignalSet: set}
 }
 
 // failDaemon prints err as one line: 2 for usage errors, 1 otherwise.
