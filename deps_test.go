@@ -32,10 +32,11 @@ var allowed = map[string][]string{
 	"internal/mrtdtest": {"rootfs"},
 	"deploy/systemd":    {},
 	// The bench builds the raw-runc floor's config.json as mrtd does.
-	"tools/bench": {"config", "container", "internal/mrtdtest", "rootfs"},
-	"tools/pack":  {},
-	"tools/soak":  {"internal/mrtdtest", "rootfs"},
-	"e2e":         {"internal/mrtdtest"},
+	"tools/bench":   {"config", "container", "internal/mrtdtest", "rootfs"},
+	"tools/flatten": {"image", "rootfs"},
+	"tools/pack":    {},
+	"tools/soak":    {"internal/mrtdtest", "rootfs"},
+	"e2e":           {"internal/mrtdtest"},
 }
 
 // testAllowed are the packages a package's tests may import besides what
