@@ -1,12 +1,17 @@
 package e2e
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/mrt-project/mrt/internal/mrtdtest"
 )
@@ -149,4 +154,74 @@ func TestMountPointCreated(t *testing.T) {
 		t.Errorf("the --rootfs DIR changed: %v, then %v", before, after)
 	}
 	mrtdtest.AssertClean(t, d)
+}
+
+// imageWithConfig adds to the test image's layout the image tagged tag:
+// the test image with STOPSIGNAL sig and labels.
+func imageWithConfig(t *testing.T, img mrtdtest.Image, tag, sig string, labels map[string]string) string {
+	t.Helper()
+	lp, err := layout.FromPath(img.Layout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := v1.NewHash(img.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := lp.Image(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := base.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.Config.StopSignal, cf.Config.Labels = sig, labels
+	changed, err := mutate.ConfigFile(base, cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lp.AppendImage(changed, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": tag})); err != nil {
+		t.Fatal(err)
+	}
+	return "oci:" + img.Layout + ":" + tag
+}
+
+// TestImageStopSignalAndLabels: the image's STOPSIGNAL stops the workers
+// unless --stop-signal is given; its labels are in mrtd status --json.
+func TestImageStopSignalAndLabels(t *testing.T) {
+	e := needIntegration(t)
+	mrtdtest.NeedRegistry(t)
+	img := e.BuildImage(t, e.UserDir(t, "layout"), "1")
+	labels := map[string]string{"org.opencontainers.image.title": "worker", "team": "preservation"}
+	ref := imageWithConfig(t, img, "signals", "SIGINT", labels)
+	for _, tc := range []struct {
+		name  string
+		flags []string
+		want  string
+	}{
+		{"the image's", nil, "got interrupt"},
+		{"--stop-signal", []string{"--stop-signal", "TERM"}, "got terminated"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := e.NewDirs(t)
+			args := []string{"--runc", e.Runc, "--cache-dir", d.Cache, "--runtime-dir", d.Runtime, "--stop-timeout", "10s",
+				"--image", ref, "--workers", "1"}
+			p := e.StartDaemon(t, d, append(append(args, tc.flags...), "--", "pause")...)
+			if ev := p.Next(t, "output"); ev["line"] != "ready" {
+				t.Fatalf("output event %v", ev)
+			}
+			if got := statusJSON(t, e, d).Labels; !maps.Equal(got, labels) {
+				t.Errorf("status --json labels = %v, want %v", got, labels)
+			}
+			if code := p.Terminate(t); code != 0 {
+				t.Fatalf("mrtd exited %d:\n%s", code, p.Log())
+			}
+			if !strings.Contains(p.Log(), tc.want) {
+				t.Errorf("the worker did not say %q when stopped:\n%s", tc.want, p.Log())
+			}
+			mrtdtest.AssertClean(t, d)
+		})
+	}
 }
