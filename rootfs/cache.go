@@ -79,7 +79,11 @@ type Cache struct {
 	RootOwned bool
 	// DropSetID clears setuid and setgid bits while extracting.
 	DropSetID bool
-	Log       logr.Logger
+	// KeepImageTrees leaves images' trees to mrtd prune, which removes
+	// them with their blobs: a start prunes only runc and archives' trees,
+	// so that alternating images does not flatten each again every time.
+	KeepImageTrees bool
+	Log            logr.Logger
 }
 
 // Ref is an entry of the cache in use. The entry is not removed while Ref is
@@ -630,7 +634,11 @@ func (c *Cache) Prune(keep ...string) error {
 	}
 	if ents, err := os.ReadDir(filepath.Join(c.Dir, "rootfs")); err == nil {
 		for _, e := range ents {
-			if n := e.Name(); !strings.HasPrefix(n, ".") && !strings.HasSuffix(n, ".lock") {
+			n := e.Name()
+			if c.KeepImageTrees && strings.HasPrefix(n, "image-") {
+				continue // mrtd prune's to decide, with the image's blobs
+			}
+			if !strings.HasPrefix(n, ".") && !strings.HasSuffix(n, ".lock") {
 				candidates = append(candidates, filepath.Join(c.Dir, "rootfs", n))
 			}
 		}

@@ -137,6 +137,7 @@ func (c *Cache) Image(t ImageTree) (*Ref, error) {
 		return nil, err
 	}
 	if fi, err := os.Stat(final); err == nil && fi.IsDir() {
+		c.MarkUsed(final)
 		return &Ref{Path: final, Digest: t.Digest, lock: ref}, nil
 	}
 	if readOnly != nil {

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // memLayer returns a Layer of the tar of entries, with its real DiffID,
@@ -820,4 +821,35 @@ func TestImagePublishIsDurable(t *testing.T) {
 		t.Errorf("Image: %v, want EIO", err)
 	}
 	assertNothingCached(t, c2)
+}
+
+// TestPruneKeepsImageTrees: a start's prune (KeepImageTrees, as Prepare
+// sets it) leaves an unused image's tree to mrtd prune; and a warm use
+// marks when it was last used.
+func TestPruneKeepsImageTrees(t *testing.T) {
+	t.Parallel()
+	c := newCache(t)
+	l, _ := memLayer(t, tFile("etc/hostname", "box\n", 0o644))
+	img := withDigest(ImageTree{Name: "test/keep", Layers: []Layer{l}})
+	ref := flatten(t, c, img)
+	ref.Close()
+	old := time.Now().Add(-time.Hour)
+	os.Chtimes(ref.Path+".lock", old, old)
+	ref = flatten(t, c, img)
+	ref.Close()
+	if fi, err := os.Stat(ref.Path + ".lock"); err != nil || time.Since(fi.ModTime()) > time.Minute {
+		t.Errorf("a warm use did not mark the tree used: %v %v", fi.ModTime(), err)
+	}
+	c.KeepImageTrees = true
+	if err := c.Prune(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(ref.Path); err != nil {
+		t.Fatalf("a start's prune removed an image's tree: %v", err)
+	}
+	c.KeepImageTrees = false
+	if err := c.Prune(); err != nil {
+		t.Fatal(err)
+	}
+	assertNothingCached(t, c)
 }

@@ -54,6 +54,8 @@ func Prepare(opts Options, log logr.Logger) (*Prepared, error) {
 		// maps to: that uid sees the tree as owned by the overflow uid, and
 		// reads and runs it through its "other" permission bits.
 		RootOwned: opts.RootOwned,
+		// Images' trees go with their blobs, by mrtd prune.
+		KeepImageTrees: true,
 		// The name these messages have always been logged under.
 		Log: log.WithName("assets"),
 	}
