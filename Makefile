@@ -17,7 +17,7 @@ GO_FILES := $(shell find . \( -path ./$(BUILD) -o -path ./tools/runc -o -path ./
 GO_SOURCES := $(GO_FILES) go.mod go.sum
 EMBEDDED := rootfs/embedded
 
-.PHONY: all run test e2e e2e-deps bench soak install deps runc rootfs clean distclean fmt-check
+.PHONY: all run test e2e e2e-deps bench bench-deps soak install deps runc rootfs clean distclean fmt-check FORCE
 
 all: bin/mrtd
 
@@ -50,8 +50,27 @@ $(BUILD)/runc: tools/runc/go.mod tools/runc/go.sum | deps
 	mv $@.tmp $@
 	$@ --version | head -1
 
-## rootfs: Debian bookworm minbase + python3, slimmed and packed deterministically.
-rootfs: $(BUILD)/rootfs.tar.zst
+# ROOTFS_IMAGE=REF: the embedded default rootfs is the image REF flattened
+# (`make ROOTFS_IMAGE=registry.example.org/team/worker:2`), instead of the
+# debootstrap tree: one binary that carries the user's worker image. REF is
+# what `mrtd --image` takes: [REGISTRY/]REPO[:TAG], @sha256:DIGEST,
+# oci:PATH[:TAG] or docker-archive:PATH; ROOTFS_IMAGE_FLAGS passes
+# tools/flatten's -platform os/arch or -tls-verify=false. tools/flatten
+# fetches it and flattens its layers as mrtd does (package image,
+# rootfs.Cache.Image: whiteouts, hardlinks, setuid dropped, no escapes),
+# tools/pack packs the tree; the image config (Entrypoint, Env...) is not
+# embedded, only written beside it as $(BUILD)/image-rootfs.config.json.
+# The archive is remade when ROOTFS_IMAGE changes (recorded in
+# $(BUILD)/rootfs.source); a tag that moved needs
+# `rm $(BUILD)/image-rootfs.tar.zst`. Without ROOTFS_IMAGE (the default),
+# and again after it, the debootstrap rootfs is embedded.
+ROOTFS_IMAGE ?=
+ROOTFS_IMAGE_FLAGS ?=
+ROOTFS_ARCHIVE := $(if $(ROOTFS_IMAGE),$(BUILD)/image-rootfs.tar.zst,$(BUILD)/rootfs.tar.zst)
+
+## rootfs: Debian bookworm minbase + python3, slimmed and packed deterministically;
+## with ROOTFS_IMAGE=REF, the image REF flattened instead (see above).
+rootfs: $(ROOTFS_ARCHIVE)
 $(BUILD)/rootfs.tar.zst: tools/rootfs/build.sh tools/rootfs/mrtd-demo-worker | deps
 	@mkdir -p $(BUILD)
 	$(SUDO) rm -rf $(BUILD)/rootfs $(BUILD)/rootfs.tmp
@@ -61,13 +80,30 @@ $(BUILD)/rootfs.tar.zst: tools/rootfs/build.sh tools/rootfs/mrtd-demo-worker | d
 	$(SUDO) chown $$(id -u):$$(id -g) $@ $@.sha256
 	@cat $@.sha256
 
+# Rewritten only when ROOTFS_IMAGE changes, so that the embedded archive
+# follows it both ways.
+$(BUILD)/rootfs.source: FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(ROOTFS_IMAGE)' | cmp -s - $@ || echo '$(ROOTFS_IMAGE)' > $@
+
+$(BUILD)/image-rootfs.tar.zst: $(BUILD)/rootfs.source
+	@test -n "$(ROOTFS_IMAGE)" || { echo "make: $@ is made with ROOTFS_IMAGE=REF" >&2; exit 1; }
+	$(GO) build -o $(BUILD)/flatten ./tools/flatten
+	$(GO) build -o $(BUILD)/pack ./tools/pack
+	$(BUILD)/flatten -o $(BUILD)/image-rootfs -config $(BUILD)/image-rootfs.config.json $(ROOTFS_IMAGE_FLAGS) '$(ROOTFS_IMAGE)'
+	$(BUILD)/pack -o $@ $(BUILD)/image-rootfs
+	chmod -R u+rwX $(BUILD)/image-rootfs && rm -rf $(BUILD)/image-rootfs
+	@cat $@.sha256
+
+FORCE:
+
 $(EMBEDDED)/runc: $(BUILD)/runc
 	@mkdir -p $(EMBEDDED)
 	cp $< $@
 	cd $(EMBEDDED) && sha256sum runc > runc.sha256
 	$< --version | awk 'NR == 1 { print $$3 }' > $(EMBEDDED)/runc.version
 
-$(EMBEDDED)/rootfs.tar.zst: $(BUILD)/rootfs.tar.zst
+$(EMBEDDED)/rootfs.tar.zst: $(ROOTFS_ARCHIVE) $(BUILD)/rootfs.source
 	@mkdir -p $(EMBEDDED)
 	cp $< $@
 	cp $<.sha256 $@.sha256
@@ -108,9 +144,25 @@ e2e: e2e-deps $(BUILD)/runc bin/mrtd
 	MRTD_INTEGRATION=1 MRTD_E2E_REGISTRY=1 MRTD_RUNC=$(CURDIR)/$(BUILD)/runc MRTD_BIN=$(CURDIR)/bin/mrtd \
 		$(GO) test -race -count=1 -run 'Image' ./e2e/
 
-## bench: ratios against raw runc, measured in the same run (BENCH_FLAGS="-n 10" for fewer runs).
-bench: $(BUILD)/runc bin/mrtd
-	$(GO) run ./tools/bench -runc $(CURDIR)/$(BUILD)/runc -mrtd $(CURDIR)/bin/mrtd -archive $(CURDIR)/$(BUILD)/rootfs.tar.zst $(BENCH_FLAGS)
+## bench: ratios against raw runc, measured in the same run (BENCH_FLAGS="-n 10" for fewer runs;
+## "-image-only" for the image figures). The image figures need docker-registry,
+## skopeo and umoci: bench-deps installs them as root; as a user without them,
+## bench says so and skips those figures.
+BENCH_DEB_PACKAGES := docker-registry skopeo umoci
+bench-deps:
+	@missing=$$(for p in $(BENCH_DEB_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+		echo "apt-get install -y" $$missing; \
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; } || \
+			echo "make: bench: installing" $$missing "failed: the image figures will be skipped" >&2; \
+	else \
+		echo "make: bench: no" $$missing "(sudo apt-get install -y" $$missing"): the image figures will be skipped" >&2; \
+	fi
+
+bench: bench-deps $(BUILD)/runc bin/mrtd
+	$(GO) run ./tools/bench -runc $(CURDIR)/$(BUILD)/runc -mrtd $(CURDIR)/bin/mrtd -archive $(CURDIR)/$(ROOTFS_ARCHIVE) $(BENCH_FLAGS)
 
 ## soak: kill random workers of a pool for a while (SOAK_FLAGS="-duration 60s -workers 16"); not part of test.
 soak: bin/mrtd
@@ -130,7 +182,7 @@ install: bin/mrtd
 
 ## clean: remove what is quick to rebuild; keeps the rootfs.
 clean:
-	rm -rf bin $(EMBEDDED) $(BUILD)/runc $(BUILD)/pack
+	rm -rf bin $(EMBEDDED) $(BUILD)/runc $(BUILD)/pack $(BUILD)/flatten
 
 ## distclean: remove every build output, the rootfs included.
 distclean: clean
