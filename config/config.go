@@ -43,6 +43,12 @@ type Config struct {
 	// TLSVerify false allows a registry over plain HTTP or with an
 	// unverified certificate.
 	TLSVerify bool
+	// MaxImageSize bounds what flattening an image may write, against
+	// decompression bombs: a size such as 8G.
+	MaxImageSize string
+	// User is the user the command runs as: UID[:GID] or NAME; "" is the
+	// image's USER, which runs as container root (see daemon).
+	User string
 	// Runc is a runc binary to use instead of the embedded one.
 	Runc string
 	// CacheDir holds extracted assets; RuntimeDir holds runc state and
@@ -72,14 +78,15 @@ type Config struct {
 // environment lookup (os.LookupEnv in mrtd).
 func Default(euid int, getenv func(string) string) (Config, error) {
 	c := Config{
-		Pull:      PullMissing,
-		TLSVerify: true,
-		HostUID:   DefaultHostID,
-		HostGID:   DefaultHostID,
-		Network:   NetworkHost,
-		Seccomp:   SeccompDefault,
-		LogLevel:  "info",
-		LogFormat: "auto",
+		Pull:         PullMissing,
+		TLSVerify:    true,
+		MaxImageSize: "8G",
+		HostUID:      DefaultHostID,
+		HostGID:      DefaultHostID,
+		Network:      NetworkHost,
+		Seccomp:      SeccompDefault,
+		LogLevel:     "info",
+		LogFormat:    "auto",
 	}
 	if euid == 0 {
 		// As for a system service (systemd's CacheDirectory= and
@@ -154,6 +161,9 @@ func (c *Config) Validate() error {
 	case PullMissing, PullAlways, PullNever:
 	default:
 		return usagef("unknown --pull %q: use missing, always or never", c.Pull)
+	}
+	if _, err := ParseSize(c.MaxImageSize); err != nil {
+		return usagef("--max-image-size %q: %v: use a size such as 8G or 500M", c.MaxImageSize, err)
 	}
 	if c.Platform != "" && !validPlatform(c.Platform) {
 		return usagef("--platform %q: use os/arch or os/arch/variant, such as linux/amd64 or linux/arm64/v8", c.Platform)
@@ -388,6 +398,31 @@ func ParseSignal(s string) (syscall.Signal, error) {
 		return sig, nil
 	}
 	return 0, usagef("--stop-signal %q is not a signal: use a name like TERM or a number", s)
+}
+
+// ParseSize reads a size in bytes with an optional K, M, G or T suffix
+// (powers of 1024; a trailing B or iB is allowed): 8G, 500M, 1048576.
+func ParseSize(s string) (int64, error) {
+	t := strings.ToUpper(strings.TrimSpace(s))
+	t = strings.TrimSuffix(strings.TrimSuffix(t, "B"), "I")
+	mult := int64(1)
+	if n := len(t); n > 0 {
+		switch t[n-1] {
+		case 'K':
+			mult, t = 1<<10, t[:n-1]
+		case 'M':
+			mult, t = 1<<20, t[:n-1]
+		case 'G':
+			mult, t = 1<<30, t[:n-1]
+		case 'T':
+			mult, t = 1<<40, t[:n-1]
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n <= 0 || n > (1<<62)/mult {
+		return 0, errors.New("not a positive size")
+	}
+	return n * mult, nil
 }
 
 // validPlatform accepts os/arch and os/arch/variant.

@@ -83,6 +83,8 @@ func TestValidate(t *testing.T) {
 		{"pull policy", func(c *Config) { c.Pull = "sometimes" }, "unknown --pull"},
 		{"platform", func(c *Config) { c.Platform = "linux/arm64/v8" }, ""},
 		{"platform without arch", func(c *Config) { c.Platform = "linux" }, "--platform"},
+		{"max image size", func(c *Config) { c.MaxImageSize = "500M" }, ""},
+		{"max image size not a size", func(c *Config) { c.MaxImageSize = "lots" }, "--max-image-size"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := valid()
@@ -243,5 +245,27 @@ broken line
 	}
 	if _, ok := LoginUser(1000, filepath.Join(t.TempDir(), "none")); ok {
 		t.Error("a missing passwd file names a login user")
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in   string
+		want int64 // 0: an error
+	}{
+		{"1048576", 1 << 20}, {"8G", 8 << 30}, {"500m", 500 << 20}, {"2GiB", 2 << 30}, {"1KB", 1 << 10}, {"1T", 1 << 40},
+		{"", 0}, {"0", 0}, {"-1G", 0}, {"G", 0}, {"1.5G", 0}, {"9999999999T", 0},
+	} {
+		got, err := ParseSize(tc.in)
+		if tc.want == 0 {
+			if err == nil {
+				t.Errorf("ParseSize(%q) = %d, want an error", tc.in, got)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
+		}
 	}
 }

@@ -36,6 +36,9 @@ func containerOptions(cfg config.Config, rootfs string, img *image.ImageConfig, 
 		SeccompUnconfined: cfg.Seccomp == config.SeccompUnconfined,
 		NoFile:            noFileLimit(),
 	}
+	if err := checkUser(cfg.User, thisHost()); err != nil {
+		return o, err
+	}
 	if img == nil {
 		return o, nil
 	}
@@ -51,7 +54,7 @@ func containerOptions(cfg config.Config, rootfs string, img *image.ImageConfig, 
 	if len(o.Args) == 0 {
 		return o, &config.UsageError{Err: fmt.Errorf("image %s has no Entrypoint or Cmd: put the command after --", img.Ref)}
 	}
-	if u := img.User; u != "" && u != "0" && u != "root" && !strings.HasPrefix(u, "0:") && !strings.HasPrefix(u, "root:") {
+	if u := img.User; cfg.User == "" && !isRootUser(u) {
 		// runc started by an unprivileged user needs container root
 		// mapped to that user, and no other uid is mapped.
 		log.Info("the image's USER runs as container root, which is the host user mrtd maps it to", "image", img.Ref, "imageUser", u)

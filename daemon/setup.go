@@ -93,11 +93,13 @@ func setup(ctx context.Context, cfg config.Config, log logr.Logger) (*env, error
 // imageOptions are how cfg's images are cached and fetched: blobs under
 // <cache-dir>/images.
 func imageOptions(cfg config.Config, log logr.Logger) image.Options {
+	maxSize, _ := config.ParseSize(cfg.MaxImageSize) // Validate checked it
 	return image.Options{
 		Dir:      filepath.Join(cfg.CacheDir, "images"),
 		Policy:   image.Policy(cfg.Pull),
 		Platform: cfg.Platform,
 		Insecure: !cfg.TLSVerify,
+		MaxSize:  maxSize,
 		Log:      log.WithName("image"),
 	}
 }
