@@ -474,16 +474,26 @@ func (c *Cache) Rootfs(a *Archive) (*Ref, error) {
 		return nil, err
 	}
 	final := c.RootfsPath(a.Digest)
+	return c.tree(final, a.Digest, "rootfs/"+short(key(a.Digest)), readOnly, func() error { return c.extractInto(a, final) })
+}
+
+// tree returns the tree at final (made from digest) in use, making it with
+// build first when it does not exist: under the cache's write lock, so that
+// processes starting together build it once. A warm call costs a lock and
+// a stat, and marks the tree used. name is the entry as a read-only cache
+// names it in its error.
+func (c *Cache) tree(final, digest, name string, readOnly error, build func() error) (*Ref, error) {
 	ref, err := c.useLock(final+".lock", readOnly)
 	if err != nil {
 		return nil, err
 	}
 	if fi, err := os.Stat(final); err == nil && fi.IsDir() {
-		return &Ref{Path: final, Digest: a.Digest, lock: ref}, nil
+		c.MarkUsed(final)
+		return &Ref{Path: final, Digest: digest, lock: ref}, nil
 	}
 	if readOnly != nil {
 		ref.Unlock()
-		return nil, c.readOnlyError("rootfs/"+short(key(a.Digest)), readOnly)
+		return nil, c.readOnlyError(name, readOnly)
 	}
 	wl, err := c.writeLock()
 	if err != nil {
@@ -492,12 +502,12 @@ func (c *Cache) Rootfs(a *Archive) (*Ref, error) {
 	}
 	defer wl.Unlock()
 	if fi, err := os.Stat(final); err == nil && fi.IsDir() {
-		return &Ref{Path: final, Digest: a.Digest, lock: ref}, nil
+		return &Ref{Path: final, Digest: digest, lock: ref}, nil
 	}
 	// Holding the write lock, no extraction is under way: temporary
 	// directories are what a killed process left behind.
 	c.removeTemps()
-	if err := c.extractInto(a, final); err != nil {
+	if err := build(); err != nil {
 		ref.Unlock()
 		// Leave no lock file for an entry that does not exist, unless
 		// another process is waiting on it.
@@ -507,7 +517,7 @@ func (c *Cache) Rootfs(a *Archive) (*Ref, error) {
 		}
 		return nil, err
 	}
-	return &Ref{Path: final, Digest: a.Digest, Extracted: true, lock: ref}, nil
+	return &Ref{Path: final, Digest: digest, Extracted: true, lock: ref}, nil
 }
 
 func (c *Cache) extractInto(a *Archive, final string) error {

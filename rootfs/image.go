@@ -11,8 +11,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // ImageTree is an image to flatten into the cache.
@@ -132,41 +130,7 @@ func (c *Cache) Image(t ImageTree) (*Ref, error) {
 		return nil, err
 	}
 	final := c.ImagePath(t.Digest)
-	ref, err := c.useLock(final+".lock", readOnly)
-	if err != nil {
-		return nil, err
-	}
-	if fi, err := os.Stat(final); err == nil && fi.IsDir() {
-		c.MarkUsed(final)
-		return &Ref{Path: final, Digest: t.Digest, lock: ref}, nil
-	}
-	if readOnly != nil {
-		ref.Unlock()
-		return nil, c.readOnlyError("rootfs/image-"+short(strings.TrimPrefix(t.Digest, "sha256:")), readOnly)
-	}
-	wl, err := c.writeLock()
-	if err != nil {
-		ref.Unlock()
-		return nil, err
-	}
-	defer wl.Unlock()
-	if fi, err := os.Stat(final); err == nil && fi.IsDir() {
-		return &Ref{Path: final, Digest: t.Digest, lock: ref}, nil
-	}
-	// Holding the write lock, no extraction is under way: temporary
-	// directories are what a killed process left behind.
-	c.removeTemps()
-	if err := c.flattenInto(t, final); err != nil {
-		ref.Unlock()
-		// Leave no lock file for an entry that does not exist, unless
-		// another process is waiting on it.
-		if l, lerr := lockFile(final+".lock", unix.LOCK_EX|unix.LOCK_NB); lerr == nil {
-			os.Remove(final + ".lock")
-			l.Unlock()
-		}
-		return nil, err
-	}
-	return &Ref{Path: final, Digest: t.Digest, Extracted: true, lock: ref}, nil
+	return c.tree(final, t.Digest, "rootfs/image-"+short(strings.TrimPrefix(t.Digest, "sha256:")), readOnly, func() error { return c.flattenInto(t, final) })
 }
 
 // flattenInto applies t's layers into a temporary sibling of final and
