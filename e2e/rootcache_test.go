@@ -37,8 +37,11 @@ func TestRootCache(t *testing.T) {
 	defer cancel()
 
 	// Everything here is root's, under e.Dir (root's, mode 0755) in /tmp.
-	base := filepath.Join(e.Dir, "TestRootCache")
-	if err := os.Mkdir(base, 0o755); err != nil {
+	base, err := os.MkdirTemp(e.Dir, "TestRootCache-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(base, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	mrtd := filepath.Join(base, "mrtd")
