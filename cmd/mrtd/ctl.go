@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strconv"
 	"text/tabwriter"
 	"time"
@@ -94,6 +95,16 @@ func ctlCommand(name string, args []string, stdout, stderr io.Writer) int {
 
 func printStatus(w io.Writer, resp *control.Response) {
 	fmt.Fprintf(w, "instance %s: %d workers desired\n", resp.Instance, resp.Desired)
+	if len(resp.Labels) > 0 {
+		keys := make([]string, 0, len(resp.Labels))
+		for k := range resp.Labels {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			fmt.Fprintf(w, "label %s=%s\n", k, resp.Labels[k])
+		}
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "WORKER\tCONTAINER\tSTATE\tPID\tUPTIME\tRESTARTS\tLAST EXIT")
 	for _, st := range resp.Workers {
