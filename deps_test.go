@@ -30,6 +30,7 @@ var allowed = map[string][]string{
 	"container":         {"reaper"},
 	"reaper":            {},
 	"internal/mrtdtest": {"rootfs"},
+	"internal/userns":   {},
 	"deploy/systemd":    {},
 	// The bench builds the raw-runc floor's config.json as mrtd does.
 	"tools/bench":   {"config", "container", "internal/mrtdtest", "rootfs"},
