@@ -19,7 +19,7 @@ const module = "github.com/mrt-project/mrt"
 // test: place it first.
 var allowed = map[string][]string{
 	"cmd/mrtd":          {"config", "control", "daemon", "image", "internal/systemd", "rootfs", "container"}, // container: mrtd run's exit codes only
-	"daemon":            {"config", "control", "image", "internal/systemd", "pool", "rootfs", "container"},
+	"daemon":            {"config", "control", "image", "internal/systemd", "internal/userns", "pool", "rootfs", "container"},
 	"image":             {"rootfs"},
 	"control":           {},
 	"internal/systemd":  {},

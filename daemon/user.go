@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/mrt-project/mrt/config"
+	"github.com/mrt-project/mrt/internal/userns"
 )
 
 // isRootUser reports whether a --user or an image's USER names container
@@ -74,23 +74,6 @@ func checkUser(u string, h idHost) error {
 // hasRange reports whether the subordinate id file grants name (or uid) a
 // range.
 func hasRange(path, name string, uid int) bool {
-	f, err := os.Open(path)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Split(strings.TrimSpace(sc.Text()), ":")
-		if len(fields) != 3 {
-			continue
-		}
-		if n, err := strconv.Atoi(fields[2]); err != nil || n <= 0 {
-			continue
-		}
-		if (name != "" && fields[0] == name) || fields[0] == strconv.Itoa(uid) {
-			return true
-		}
-	}
-	return false
+	_, ok, err := userns.SubIDs(path, name, uint32(uid))
+	return ok && err == nil
 }
