@@ -25,9 +25,10 @@ all: bin/mrtd
 run: bin/mrtd
 	bin/mrtd --workers 4
 
-## deps: install the Debian packages the build needs (as root), or say how.
-deps:
-	@missing=$$(for p in $(DEB_PACKAGES); do \
+# install-debs installs the Debian packages $(1) that are missing, as root;
+# otherwise it prints the exact sudo command and fails.
+define install-debs
+	@missing=$$(for p in $(1); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then \
@@ -36,6 +37,11 @@ deps:
 	else \
 		echo "make: missing Debian packages; run: sudo apt-get install -y" $$missing >&2; exit 1; \
 	fi
+endef
+
+## deps: install the Debian packages the build needs (as root), or say how.
+deps:
+	$(call install-debs,$(DEB_PACKAGES))
 
 ## runc: compile the pinned runc release from the Go module proxy, static, with seccomp.
 runc: $(BUILD)/runc
@@ -130,15 +136,7 @@ test: fmt-check $(BUILD)/runc bin/mrtd
 ## docker-registry, images pushed with skopeo); installs both as root, or says how.
 E2E_DEB_PACKAGES := docker-registry skopeo
 e2e-deps:
-	@missing=$$(for p in $(E2E_DEB_PACKAGES); do \
-		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
-	if [ -z "$$missing" ]; then exit 0; fi; \
-	if [ "$$(id -u)" = 0 ]; then \
-		echo "apt-get install -y" $$missing; \
-		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
-	else \
-		echo "make: missing Debian packages; run: sudo apt-get install -y" $$missing >&2; exit 1; \
-	fi
+	$(call install-debs,$(E2E_DEB_PACKAGES))
 
 e2e: e2e-deps $(BUILD)/runc bin/mrtd
 	MRTD_INTEGRATION=1 MRTD_E2E_REGISTRY=1 MRTD_RUNC=$(CURDIR)/$(BUILD)/runc MRTD_BIN=$(CURDIR)/bin/mrtd \
