@@ -577,10 +577,23 @@ func (c *Cache) extractInto(a *Archive, final string) error {
 	if got := hex.EncodeToString(h.Sum(nil)); got != a.Digest {
 		return &DigestMismatchError{Name: a.Name, Expected: a.Digest, Actual: got}
 	}
-	// A warm start trusts a tree under its final name without looking
-	// inside, so the tree must be on disk before it gets that name, and
-	// the name must be on disk before anything relies on it: after a power
-	// loss, either the whole tree is there or no tree is.
+	if err := c.publish(tmp, final, op); err != nil {
+		return err
+	}
+	ok = true
+	c.Log.Info("rootfs extracted", "archive", a.Name, "digest", short(a.Digest),
+		"files", stats.Files, "bytes", stats.Bytes, "skipped", stats.Skipped,
+		"duration", time.Since(start).Round(time.Millisecond).String())
+	return nil
+}
+
+// publish renames the finished tree tmp to final, durably. A warm start
+// trusts a tree under its final name without looking inside, so the tree
+// must be on disk before it gets that name, and the name must be on disk
+// before anything relies on it: after a power loss, either the whole tree
+// is there or no tree is. On an error tmp is left for the caller to
+// remove, final does not exist.
+func (c *Cache) publish(tmp, final, op string) error {
 	if err := syncFS(tmp); err != nil {
 		return c.writeError(op, err)
 	}
@@ -588,14 +601,10 @@ func (c *Cache) extractInto(a *Archive, final string) error {
 		return c.writeError(op, err)
 	}
 	if err := syncDir(filepath.Dir(final)); err != nil {
-		// Not known to be durable: unpublish it for the deferred removal.
+		// Not known to be durable: unpublish it for the caller's removal.
 		os.Rename(final, tmp)
 		return c.writeError(op, err)
 	}
-	ok = true
-	c.Log.Info("rootfs extracted", "archive", a.Name, "digest", short(a.Digest),
-		"files", stats.Files, "bytes", stats.Bytes, "skipped", stats.Skipped,
-		"duration", time.Since(start).Round(time.Millisecond).String())
 	return nil
 }
 

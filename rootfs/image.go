@@ -199,18 +199,8 @@ func (c *Cache) flattenInto(t ImageTree, final string) error {
 		}
 		return fmt.Errorf("image %s: %w", t.Name, err)
 	}
-	// As for an archive: the tree on disk before its final name, the name
-	// on disk before anything relies on it.
-	if err := syncFS(tmp); err != nil {
-		return c.writeError(op, err)
-	}
-	if err := os.Rename(tmp, final); err != nil {
-		return c.writeError(op, err)
-	}
-	if err := syncDir(filepath.Dir(final)); err != nil {
-		// Not known to be durable: unpublish it for the deferred removal.
-		os.Rename(final, tmp)
-		return c.writeError(op, err)
+	if err := c.publish(tmp, final, op); err != nil {
+		return err
 	}
 	ok = true
 	c.Log.Info("image flattened", "image", t.Name, "digest", t.Digest, "layers", len(t.Layers),
