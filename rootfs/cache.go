@@ -58,11 +58,16 @@ func FileArchive(path string) (*Archive, error) {
 //	<Dir>/runc-<sha256>.lock     held shared by every process using it
 //	<Dir>/rootfs/<key>/          extracted trees, complete once they exist
 //	<Dir>/rootfs/<key>.lock      held shared by every process using it
+//	<Dir>/rootfs/<key>+<map>/    trees extracted through an IDMap, Key <map>
 //	<Dir>/rootfs/.tmp-*          extractions under way, or left by a crash
 //
-// key is the archive's sha256. (Entries named <sha256>-<uid>.<gid>, which
-// root's caches held before their trees were root-owned, are unused and
-// pruned like any other.)
+// key is the archive's sha256 (image-<hex> for an image's tree). (Entries
+// named <sha256>-<uid>.<gid>, which root's caches held before their trees
+// were root-owned, are unused and pruned like any other.)
+//
+// A tree made through an IDMap is owned by ids of a user namespace: a
+// process outside it cannot remove it, nor know it removed all of it, so
+// only a process with MappedTrees set (or an IDMap) prunes such trees.
 //
 // A cache this process cannot write into (a read-only mount, or another
 // user's directory) still serves the entries it holds: a warm start needs
@@ -79,6 +84,16 @@ type Cache struct {
 	RootOwned bool
 	// DropSetID clears setuid and setgid bits while extracting.
 	DropSetID bool
+	// IDMap, when set, makes Rootfs and Image extract through it: every
+	// entry is owned by what its archive's owner maps to, and the tree
+	// is an entry of its own, whose name ends in "+" and the map's Key
+	// (RootfsPath and ImagePath name it so). An archive id it does not
+	// map is an *UnmappedIDError. It excludes RootOwned.
+	IDMap *IDMap
+	// MappedTrees says that this process may change trees extracted
+	// through an IDMap, because it runs in the user namespace that maps
+	// their owners: Prune removes them only then, or when IDMap is set.
+	MappedTrees bool
 	// KeepImageTrees leaves images' trees to mrtd prune, which removes
 	// them with their blobs: a start prunes only runc and archives' trees,
 	// so that alternating images does not flatten each again every time.
@@ -454,7 +469,7 @@ func (c *Cache) RuncPath(digest string) string {
 // RootfsPath is where the tree extracted from an archive with this digest
 // is, or would be, in the cache: for Prune's keep list.
 func (c *Cache) RootfsPath(digest string) string {
-	return filepath.Join(c.Dir, "rootfs", key(digest))
+	return filepath.Join(c.Dir, "rootfs", key(digest)+c.mapSuffix())
 }
 
 // key returns the cache key an archive with this digest is extracted under:
@@ -469,12 +484,15 @@ func key(digest string) string {
 // digest and renamed into place, all under the cache's write lock, so that
 // processes starting together extract it once.
 func (c *Cache) Rootfs(a *Archive) (*Ref, error) {
+	if err := c.checkIDMap(); err != nil {
+		return nil, err
+	}
 	readOnly, err := c.init()
 	if err != nil {
 		return nil, err
 	}
 	final := c.RootfsPath(a.Digest)
-	return c.tree(final, a.Digest, "rootfs/"+short(key(a.Digest)), readOnly, func() error { return c.extractInto(a, final) })
+	return c.tree(final, a.Digest, "rootfs/"+short(key(a.Digest))+c.mapSuffix(), readOnly, func() error { return c.extractInto(a, final) })
 }
 
 // tree returns the tree at final (made from digest) in use, making it with
@@ -522,7 +540,8 @@ func (c *Cache) tree(final, digest, name string, readOnly error, build func() er
 
 func (c *Cache) extractInto(a *Archive, final string) error {
 	op := "extracting " + a.Name + " into"
-	tmp, err := os.MkdirTemp(filepath.Dir(final), ".tmp-"+short(a.Digest)+"-")
+	// Named after the map too: removeTemps tells a mapped tree's.
+	tmp, err := os.MkdirTemp(filepath.Dir(final), ".tmp-"+short(a.Digest)+c.mapSuffix()+"-")
 	if err != nil {
 		return c.writeError(op, unwrapPath(err))
 	}
@@ -542,6 +561,7 @@ func (c *Cache) extractInto(a *Archive, final string) error {
 	h := sha256.New()
 	opts := extractOptions{
 		DropSetID: c.DropSetID,
+		IDMap:     c.IDMap,
 		Progress: func(done int64) {
 			c.Log.Info("extracting rootfs", "archive", a.Name, "bytesDone", done, "bytesTotal", a.Size)
 		},
@@ -609,12 +629,13 @@ func (c *Cache) publish(tmp, final, op string) error {
 }
 
 // removeTemps removes temporary directories and files left by processes
-// killed while writing. The caller holds the write lock.
+// killed while writing, but those of trees made through an IDMap unless
+// this process may change them. The caller holds the write lock.
 func (c *Cache) removeTemps() {
 	for _, dir := range []string{c.Dir, filepath.Join(c.Dir, "rootfs")} {
 		ents, _ := os.ReadDir(dir)
 		for _, e := range ents {
-			if strings.HasPrefix(e.Name(), ".tmp-") {
+			if n := e.Name(); strings.HasPrefix(n, ".tmp-") && (c.changesMapped() || !strings.Contains(n, "+")) {
 				p := filepath.Join(dir, e.Name())
 				c.Log.Info("removing leftover from an interrupted extraction", "path", p)
 				RemoveTree(p)
@@ -624,7 +645,8 @@ func (c *Cache) removeTemps() {
 }
 
 // Prune removes the runc binaries and rootfs trees that no process uses,
-// keeping those named in keep (paths returned in Refs).
+// keeping those named in keep (paths returned in Refs). Trees made through
+// an IDMap are left alone unless MappedTrees or IDMap is set.
 //
 // A cache this process cannot write into is left alone.
 func (c *Cache) Prune(keep ...string) error {
@@ -656,6 +678,9 @@ func (c *Cache) Prune(keep ...string) error {
 			n := e.Name()
 			if c.KeepImageTrees && strings.HasPrefix(n, "image-") {
 				continue // mrtd prune's to decide, with the image's blobs
+			}
+			if strings.Contains(n, "+") && !c.changesMapped() {
+				continue // owned by ids this process cannot change
 			}
 			if !strings.HasPrefix(n, ".") && !strings.HasSuffix(n, ".lock") {
 				candidates = append(candidates, filepath.Join(c.Dir, "rootfs", n))

@@ -67,6 +67,10 @@ func (a archiveReader) Read(p []byte) (int, error) {
 type extractOptions struct {
 	// Owner, when set, is given every entry (0:0 when mrtd runs as root).
 	Owner *Owner
+	// IDMap, when set, gives every entry the owner its archive ids map
+	// to; an entry whose ids it does not map fails with an
+	// *UnmappedIDError. Not with Owner.
+	IDMap *IDMap
 	// DropSetID clears setuid and setgid bits.
 	DropSetID bool
 	// NoSharedWrite clears the group and other write bits, so that only
@@ -396,6 +400,20 @@ func (x *extractor) lower(name string) bool {
 	return x.layered && !x.touched[name]
 }
 
+// owner returns the owner to give the entry (named so in the archive)
+// that the archive says uid:gid owns, or nil to leave it the extracting
+// process's.
+func (x *extractor) owner(entry string, uid, gid int) (*Owner, error) {
+	if x.opts.IDMap == nil {
+		return x.opts.Owner, nil
+	}
+	o, err := x.opts.IDMap.owner(entry, uid, gid)
+	if err != nil {
+		return nil, err
+	}
+	return &o, nil
+}
+
 func (x *extractor) mode(hdr *tar.Header) os.FileMode {
 	m := os.FileMode(hdr.Mode).Perm()
 	if hdr.Mode&04000 != 0 && !x.opts.DropSetID {
@@ -418,6 +436,11 @@ func (x *extractor) dir(name string, hdr *tar.Header) error {
 		// "./": the root keeps mode 0755, whatever the archive says, so
 		// that runc can always enter it.
 		return nil
+	}
+	// Its owner is given last (finishDirs), but an unmapped one is this
+	// entry's error.
+	if _, err := x.owner(hdr.Name, hdr.Uid, hdr.Gid); err != nil {
+		return err
 	}
 	if _, ok := x.files[name]; ok {
 		if !x.lower(name) {
@@ -465,6 +488,10 @@ func (x *extractor) replace(hdr *tar.Header, name string) error {
 }
 
 func (x *extractor) file(name string, hdr *tar.Header, r io.Reader) error {
+	owner, err := x.owner(hdr.Name, hdr.Uid, hdr.Gid)
+	if err != nil {
+		return err
+	}
 	if err := x.replace(hdr, name); err != nil {
 		return err
 	}
@@ -480,8 +507,8 @@ func (x *extractor) file(name string, hdr *tar.Header, r io.Reader) error {
 	if err == nil && n != hdr.Size {
 		err = &readError{io.ErrUnexpectedEOF}
 	}
-	if err == nil && x.opts.Owner != nil {
-		err = f.Chown(x.opts.Owner.UID, x.opts.Owner.GID)
+	if err == nil && owner != nil {
+		err = f.Chown(owner.UID, owner.GID)
 	}
 	if err == nil {
 		// After chown, which clears setuid/setgid bits.
@@ -518,6 +545,10 @@ type fileWriter struct{ f *os.File }
 func (w fileWriter) Write(p []byte) (int, error) { return w.f.Write(p) }
 
 func (x *extractor) symlink(name string, hdr *tar.Header) error {
+	owner, err := x.owner(hdr.Name, hdr.Uid, hdr.Gid)
+	if err != nil {
+		return err
+	}
 	if err := x.replace(hdr, name); err != nil {
 		return err
 	}
@@ -530,8 +561,8 @@ func (x *extractor) symlink(name string, hdr *tar.Header) error {
 	if err := os.Symlink(hdr.Linkname, p); err != nil {
 		return err
 	}
-	if x.opts.Owner != nil {
-		if err := os.Lchown(p, x.opts.Owner.UID, x.opts.Owner.GID); err != nil {
+	if owner != nil {
+		if err := os.Lchown(p, owner.UID, owner.GID); err != nil {
 			return err
 		}
 	}
@@ -546,8 +577,12 @@ func (x *extractor) symlink(name string, hdr *tar.Header) error {
 // hardlink links name to the file its target names now: as with docker and
 // containerd, a target a later entry replaces or whites out leaves the link
 // with the content it had when the link was made, as no file is ever
-// written in place.
+// written in place. The link shares the target's inode, and its owner: the
+// entry's own owner must still be one the IDMap maps.
 func (x *extractor) hardlink(name string, hdr *tar.Header) error {
+	if _, err := x.owner(hdr.Name, hdr.Uid, hdr.Gid); err != nil {
+		return err
+	}
 	target, err := cleanName(hdr.Linkname)
 	if err != nil {
 		return &UnsafeEntryError{Entry: hdr.Name, Reason: "hardlink target: " + err.Error()}
@@ -675,7 +710,8 @@ func (x *extractor) mountPoints() error {
 
 // finishDirs applies directory modes, owners and times last, deepest first,
 // so that a read-only directory did not stop its own extraction and its
-// mtime is not changed by the entries written into it.
+// mtime is not changed by the entries written into it. The root, and the
+// parents the archive does not list, are owned by its id 0.
 func (x *extractor) finishDirs() error {
 	names := make([]string, 0, len(x.dirs))
 	for name := range x.dirs {
@@ -688,8 +724,20 @@ func (x *extractor) finishDirs() error {
 			hdr = &tar.Header{Mode: 0o755, ModTime: time.Unix(0, 0)}
 		}
 		p := x.full(name)
-		if x.opts.Owner != nil {
-			if err := os.Lchown(p, x.opts.Owner.UID, x.opts.Owner.GID); err != nil {
+		entry := hdr.Name
+		switch {
+		case name == "":
+			entry = "./"
+		case entry == "": // a parent the archive does not list
+			entry = name + "/"
+		}
+		owner, err := x.owner(entry, hdr.Uid, hdr.Gid)
+		if err != nil {
+			return err
+		}
+		if owner != nil {
+			// Before chmod: chown may clear the setgid bit.
+			if err := os.Lchown(p, owner.UID, owner.GID); err != nil {
 				return err
 			}
 		}

@@ -85,9 +85,9 @@ func sha256Digest(what, d string) (string, error) {
 
 // ImagePath is where the tree flattened from the image with this manifest
 // digest ("sha256:<hex>") is, or would be, in the cache: for Prune's keep
-// list.
+// list. With an IDMap, it is the tree flattened through it.
 func (c *Cache) ImagePath(digest string) string {
-	return filepath.Join(c.Dir, "rootfs", imageKey(digest))
+	return filepath.Join(c.Dir, "rootfs", imageKey(digest)+c.mapSuffix())
 }
 
 // imageKey is the cache key an image is flattened under: image-<hex>, apart
@@ -125,19 +125,22 @@ func (c *Cache) Image(t ImageTree) (*Ref, error) {
 	if t.MaxSize < 0 {
 		return nil, fmt.Errorf("image %s: negative size limit %d", t.Name, t.MaxSize)
 	}
+	if err := c.checkIDMap(); err != nil {
+		return nil, err
+	}
 	readOnly, err := c.init()
 	if err != nil {
 		return nil, err
 	}
 	final := c.ImagePath(t.Digest)
-	return c.tree(final, t.Digest, "rootfs/image-"+short(strings.TrimPrefix(t.Digest, "sha256:")), readOnly, func() error { return c.flattenInto(t, final) })
+	return c.tree(final, t.Digest, "rootfs/image-"+short(strings.TrimPrefix(t.Digest, "sha256:"))+c.mapSuffix(), readOnly, func() error { return c.flattenInto(t, final) })
 }
 
 // flattenInto applies t's layers into a temporary sibling of final and
 // publishes it as final, durably; on any error, nothing is left.
 func (c *Cache) flattenInto(t ImageTree, final string) error {
 	op := "flattening image " + t.Name + " into"
-	tmp, err := os.MkdirTemp(filepath.Dir(final), ".tmp-"+short(imageKey(t.Digest))+"-")
+	tmp, err := os.MkdirTemp(filepath.Dir(final), ".tmp-"+short(imageKey(t.Digest))+c.mapSuffix()+"-")
 	if err != nil {
 		return c.writeError(op, unwrapPath(err))
 	}
@@ -153,7 +156,7 @@ func (c *Cache) flattenInto(t ImageTree, final string) error {
 	if limit == 0 {
 		limit = DefaultMaxImageSize
 	}
-	opts := extractOptions{DropSetID: c.DropSetID, MaxBytes: limit}
+	opts := extractOptions{DropSetID: c.DropSetID, MaxBytes: limit, IDMap: c.IDMap}
 	if c.RootOwned {
 		opts.Owner = &Owner{UID: 0, GID: 0}
 		opts.NoSharedWrite = true

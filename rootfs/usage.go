@@ -131,8 +131,8 @@ func (c *Cache) Claim(path string) (release func(), err error) {
 }
 
 // Entries returns the paths of the cache's entries: runc binaries, and
-// the trees of archives and images; not lock files, nor what an
-// extraction under way writes.
+// the trees of archives and images, those made through an IDMap too (see
+// MappedKey); not lock files, nor what an extraction under way writes.
 func (c *Cache) Entries() []string {
 	var out []string
 	if ents, err := os.ReadDir(c.Dir); err == nil {
@@ -153,13 +153,14 @@ func (c *Cache) Entries() []string {
 }
 
 // ImageDigest returns the manifest digest ("sha256:<hex>") of the image
-// tree at path, as ImagePath names it, or "" when path is no image tree of
-// this cache.
+// tree at path, as ImagePath names it, through an IDMap or not, or "" when
+// path is no image tree of this cache.
 func (c *Cache) ImageDigest(path string) string {
 	if filepath.Dir(path) != filepath.Join(c.Dir, "rootfs") {
 		return ""
 	}
-	h, ok := strings.CutPrefix(filepath.Base(path), "image-")
+	usual, _ := splitMapped(filepath.Base(path))
+	h, ok := strings.CutPrefix(usual, "image-")
 	if !ok || !validDigest(h) {
 		return ""
 	}
