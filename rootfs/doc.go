@@ -29,6 +29,13 @@
 // entry is owned by 0:0 and writable by no other uid, and a cache dir
 // another uid could change is refused.
 //
+// For a container whose ids a user namespace maps (Podman-style keep-id),
+// a tree is extracted again through an IDMap (Cache.IDMap, Options.Map):
+// every entry is chowned to the id its archive owner maps to, and the tree
+// is an entry of its own, <key>+<map key>. Only a process in that
+// namespace (Cache.MappedTrees) prunes such trees: one outside it could
+// not remove them whole.
+//
 // Archives are untrusted: extraction refuses any entry that would land
 // outside the target and never follows a symlink it did not create itself as
 // a directory. An image's layers are too, each under the same rules, and

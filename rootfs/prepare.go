@@ -1,6 +1,10 @@
 package rootfs
 
-import "github.com/go-logr/logr"
+import (
+	"fmt"
+
+	"github.com/go-logr/logr"
+)
 
 // Options says what Prepare prepares. With Rootfs nil and Runc empty, it
 // is the runc and the rootfs embedded in this binary.
@@ -15,6 +19,16 @@ type Options struct {
 	CacheDir string
 	// RootOwned is set when mrtd runs as root: see Cache.RootOwned.
 	RootOwned bool
+	// Map, when set, is called with the tree Rootfs opens to, as it is
+	// extracted: a non-nil IDMap it returns makes Prepare open Rootfs
+	// again through it (Cache.IDMap), and return that tree, holding
+	// both. A Dir, used in place, is never mapped. Its error is
+	// Prepare's, as is.
+	Map func(tree string) (*IDMap, error)
+	// MappedTrees is set when this process runs in the user namespace
+	// that maps the owners of trees extracted through an IDMap: see
+	// Cache.MappedTrees.
+	MappedTrees bool
 }
 
 // Prepared is runc and a root filesystem, held in use until Close.
@@ -22,6 +36,10 @@ type Prepared struct {
 	// Runc is the runc binary's path; Rootfs is the root filesystem
 	// directory's.
 	Runc, Rootfs string
+	// Unmapped is the tree Rootfs was extracted from through the IDMap
+	// of Options.Map, held as long as Rootfs; empty when Rootfs was not
+	// made through a map.
+	Unmapped string
 	// RuncVersion is the embedded runc's version, or "external" for
 	// Options.Runc. RootfsDigest is the sha256 the tree was made from, or
 	// "dir" for a directory used in place.
@@ -38,7 +56,9 @@ func (p *Prepared) Close() {
 
 // Prepare finds or unpacks runc and the rootfs that opts name, then prunes
 // from the cache what no process uses, keeping this binary's own runc and
-// rootfs even when opts override them: the next run will want them.
+// rootfs even when opts override them: the next run will want them. With
+// Options.Map, the rootfs is extracted a second time, through the map it
+// returns, and both trees are held and kept.
 //
 // Errors say what failed, not which flag or build step would fix it: see
 // ErrNotEmbedded, ErrMalformedDigests, *CacheError (and its Remedy),
@@ -56,6 +76,7 @@ func Prepare(opts Options, log logr.Logger) (*Prepared, error) {
 		RootOwned: opts.RootOwned,
 		// Images' trees go with their blobs, by mrtd prune.
 		KeepImageTrees: true,
+		MappedTrees:    opts.MappedTrees,
 		// The name these messages have always been logged under.
 		Log: log.WithName("assets"),
 	}
@@ -91,6 +112,29 @@ func Prepare(opts Options, log logr.Logger) (*Prepared, error) {
 	if ref.Digest != "" {
 		p.RootfsDigest = ref.Digest
 		cached = true
+	}
+	if opts.Map != nil {
+		m, err := opts.Map(ref.Path)
+		if err != nil {
+			p.Close()
+			return nil, err
+		}
+		if m != nil && ref.Digest != "" {
+			// The same source, through the map: an entry of its own.
+			mapped := *cache
+			mapped.IDMap = m
+			mref, err := src.Open(&mapped)
+			if err != nil {
+				p.Close()
+				return nil, err
+			}
+			p.refs = append(p.refs, mref)
+			if mref.Digest != ref.Digest {
+				p.Close()
+				return nil, fmt.Errorf("rootfs %s changed while it was prepared (%s, then %s)", src, ref.Digest, mref.Digest)
+			}
+			p.Unmapped, p.Rootfs = ref.Path, mref.Path
+		}
 	}
 
 	if cached {

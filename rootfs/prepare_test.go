@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/go-logr/logr"
@@ -117,4 +118,95 @@ func mustRead(t *testing.T, p string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestPrepareMap: with Options.Map, Prepare holds the tree and the same
+// tree through the map Map returns, and returns the latter.
+func TestPrepareMap(t *testing.T) {
+	archive := writeArchiveFile(t, makeTarZst(t, goodArchive()...))
+	digest := sha256Hex(mustRead(t, archive))
+	runc := runcFile(t)
+	withMountPoints := t.TempDir()
+	for _, mp := range MountPoints {
+		mustMkdir(t, filepath.Join(withMountPoints, mp), 0o755)
+	}
+	errMap := errors.New("no such user")
+
+	tests := []struct {
+		name         string
+		rootfs       Source
+		m            *IDMap
+		err          error
+		wantMapped   bool
+		wantUnmapped func(cacheDir string) string
+	}{
+		{"mapped", ArchiveFile(archive), selfMap("k1"), nil, true, func(dir string) string { return (&Cache{Dir: dir}).RootfsPath(digest) }},
+		{"no map", ArchiveFile(archive), nil, nil, false, func(dir string) string { return (&Cache{Dir: dir}).RootfsPath(digest) }},
+		{"map error", ArchiveFile(archive), selfMap("k1"), errMap, false, func(dir string) string { return (&Cache{Dir: dir}).RootfsPath(digest) }},
+		{"directory in place", Dir(withMountPoints), selfMap("k1"), nil, false, func(string) string { return withMountPoints }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cacheDir := filepath.Join(t.TempDir(), "cache")
+			unmapped := tc.wantUnmapped(cacheDir)
+			var called []string
+			p, err := Prepare(Options{
+				Rootfs: tc.rootfs, Runc: runc, CacheDir: cacheDir, MappedTrees: true,
+				Map: func(tree string) (*IDMap, error) {
+					called = append(called, tree)
+					return tc.m, tc.err
+				},
+			}, logr.Discard())
+			if !slices.Equal(called, []string{unmapped}) {
+				t.Errorf("Map called with %q, want %s once", called, unmapped)
+			}
+			other := &Cache{Dir: cacheDir, MappedTrees: true, Log: logr.Discard()}
+			if tc.err != nil {
+				if err != tc.err {
+					t.Fatalf("Prepare: %v, want Map's error as is", err)
+				}
+				if u := other.Usage(unmapped); u.InUse {
+					t.Errorf("the tree is still held after Prepare failed")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			wantRootfs, wantUnmapped := unmapped, ""
+			if tc.wantMapped {
+				wantRootfs, wantUnmapped = (&Cache{Dir: cacheDir, IDMap: tc.m}).RootfsPath(digest), unmapped
+			}
+			if p.Rootfs != wantRootfs || p.Unmapped != wantUnmapped {
+				t.Errorf("Prepare = Rootfs %s, Unmapped %q, want %s, %q", p.Rootfs, p.Unmapped, wantRootfs, wantUnmapped)
+			}
+			if _, ok := tc.rootfs.(ArchiveFile); ok && p.RootfsDigest != digest {
+				t.Errorf("RootfsDigest = %s, want %s", p.RootfsDigest, digest)
+			}
+			if !tc.wantMapped {
+				for _, n := range dirNames(t, filepath.Join(cacheDir, "rootfs")) {
+					if strings.Contains(n, "+") {
+						t.Errorf("a mapped entry %s with no map to make it", n)
+					}
+				}
+				return
+			}
+			// Both held: another process cannot prune them.
+			if err := other.Prune(); err != nil {
+				t.Fatal(err)
+			}
+			for _, tree := range []string{p.Rootfs, p.Unmapped} {
+				if _, err := os.Stat(tree); err != nil || !other.Usage(tree).InUse {
+					t.Errorf("%s: not held (%v)", tree, err)
+				}
+			}
+			p.Close()
+			if err := other.Prune(); err != nil {
+				t.Fatal(err)
+			}
+			assertNotExist(t, p.Rootfs)
+			assertNotExist(t, p.Unmapped)
+		})
+	}
 }
