@@ -14,6 +14,9 @@ type Source struct {
 	ref    Ref
 	opts   Options
 	config ImageConfig
+	// opened is what the first successful Open resolved: a second Open
+	// (the tree through an id map) resolves and records nothing again.
+	opened *tree
 }
 
 // NewSource returns the image ref names, cached and fetched as o says.
@@ -23,13 +26,17 @@ func NewSource(ref Ref, o Options) *Source {
 
 // Open resolves the image (without the network when the policy and the
 // cache allow), then returns its tree, extracted into c first when it must
-// be; only then are the layers the cache lacks fetched.
+// be; only then are the layers the cache lacks fetched. Once an Open has
+// succeeded, the next ones use the image it resolved.
 func (s *Source) Open(c *rootfs.Cache) (*rootfs.Ref, error) {
-	// rootfs.Source has no context: a fetch is bounded by the registry
-	// client's own timeouts.
-	t, done, err := prepare(context.Background(), s.ref, s.opts)
-	if err != nil {
-		return nil, err
+	t, done := s.opened, func() error { return nil }
+	if t == nil {
+		// rootfs.Source has no context: a fetch is bounded by the
+		// registry client's own timeouts.
+		var err error
+		if t, done, err = prepare(context.Background(), s.ref, s.opts); err != nil {
+			return nil, err
+		}
 	}
 	if _, err := os.Stat(c.ImagePath(t.digest)); err != nil && t.fetch != nil {
 		// Not extracted yet: download first, then extract under the
@@ -51,6 +58,7 @@ func (s *Source) Open(c *rootfs.Cache) (*rootfs.Ref, error) {
 		s.opts.Log.Error(err, "recording the image's tag", "image", s.ref.String())
 	}
 	s.config = t.config
+	s.opened = t
 	return ref, nil
 }
 
