@@ -178,12 +178,12 @@ func Login(ctx context.Context, host string, c Credentials, insecure bool) error
 	if err != nil {
 		return err
 	}
-	base, err := registryTransport(host, insecure)
+	base, certs, err := registryTransport(host, insecure)
 	if err != nil {
 		return err
 	}
 	fail := func(err error) error {
-		if ce := caError(host, err); ce != nil {
+		if ce := tlsError(host, err, certs); ce != nil {
 			return ce
 		}
 		var te *transport.Error

@@ -43,5 +43,10 @@
 // $XDG_CONFIG_HOME/containers/auth.json (Podman's files), then Docker's
 // ~/.docker/config.json with its credential helpers.
 //
+// A registry's TLS certificate is verified against the system's CAs and
+// every *.crt of its certs.d directories (CertDirs, Podman's:
+// containers-certs.d(5)); every *.cert there, with the *.key of the same
+// name, is a client certificate offered to it.
+//
 // image imports rootfs only.
 package image

@@ -69,6 +69,7 @@ type registryOrigin struct {
 	ref    Ref
 	name   name.Reference
 	host   string
+	certs  *clientCerts
 	puller *remote.Puller
 	opts   []remote.Option
 }
@@ -83,7 +84,7 @@ func newRegistryOrigin(ref Ref, o Options) (*registryOrigin, error) {
 		kc = Keychain()
 	}
 	host, _, _ := strings.Cut(ref.Name, "/")
-	t, err := registryTransport(host, o.Insecure)
+	t, certs, err := registryTransport(host, o.Insecure)
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +93,7 @@ func newRegistryOrigin(ref Ref, o Options) (*registryOrigin, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &registryOrigin{ref: ref, name: n, host: host, puller: p, opts: opts}, nil
+	return &registryOrigin{ref: ref, name: n, host: host, certs: certs, puller: p, opts: opts}, nil
 }
 
 func (r *registryOrigin) top(ctx context.Context) (v1.Descriptor, []byte, error) {
@@ -125,7 +126,7 @@ func (r *registryOrigin) blob(ctx context.Context, d v1.Descriptor) (io.ReadClos
 
 // explain words a registry's error so that a person can act on it.
 func (r *registryOrigin) explain(ctx context.Context, err error) error {
-	if ce := caError(r.host, err); ce != nil {
+	if ce := tlsError(r.host, err, r.certs); ce != nil {
 		return ce
 	}
 	var te *transport.Error
