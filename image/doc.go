@@ -20,7 +20,10 @@
 //	<Dir>/blobs/sha256/<hex>      manifests, indexes, configs and layers
 //	                              (compressed, as served), written once
 //	<Dir>/blobs/sha256/.tmp-*     downloads under way, or left by a crash
-//	<Dir>/refs/<escaped ref>      a tag resolved once: JSON {name, digest}
+//	<Dir>/refs/<escaped ref>      a tag resolved once, or a digest
+//	                              reference, OCI layout or docker-archive
+//	                              used (with an absolute path, for
+//	                              listings): JSON {name, digest}
 //
 // A blob is written into a temporary file and verified while it streams
 // (digest and size): a mismatch is an error naming the blob's digest, and

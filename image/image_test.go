@@ -257,9 +257,14 @@ func TestPullByTagAndDigest(t *testing.T) {
 		t.Errorf("record = %+v, %v; want digest %s", rec, err, want)
 	}
 
-	got, err = Pull(context.Background(), mustParse(t, host+"/test/img@"+want), Options{Dir: t.TempDir()})
+	byDigest := t.TempDir()
+	got, err = Pull(context.Background(), mustParse(t, host+"/test/img@"+want), Options{Dir: byDigest})
 	if err != nil || got != want {
 		t.Errorf("Pull by digest = %s, %v; want %s", got, err, want)
+	}
+	// Recorded for listings, under the reference as given.
+	if rec, err := (&store{dir: byDigest}).lookup(host + "/test/img@" + want); err != nil || rec == nil || rec.Digest != want {
+		t.Errorf("record of the digest reference = %+v, %v; want digest %s", rec, err, want)
 	}
 }
 

@@ -20,11 +20,14 @@ type Cached struct {
 	// Digest is the image's manifest digest, "sha256:<hex>" (a
 	// docker-archive's tree is keyed by its config digest).
 	Digest string `json:"digest"`
-	// Refs are the tags recorded as resolving to it, directly or through
-	// an index; none for an image pulled by digest, from an OCI layout or
-	// a docker-archive.
+	// Refs are the references recorded as naming it, each as --image
+	// takes it: the tags resolved to it, directly or through an index, and
+	// the digest references (REPOSITORY@sha256:...), OCI layouts
+	// (oci:/PATH[:TAG]) and docker-archives (docker-archive:/PATH) it was
+	// pulled or started from, with absolute paths. None for an image
+	// whose references are gone or were never recorded.
 	Refs []string `json:"refs"`
-	// Pulled is when one of Refs was last resolved; zero without Refs.
+	// Pulled is when one of Refs was last recorded; zero without Refs.
 	Pulled time.Time `json:"pulled,omitzero"`
 	// BlobBytes is the disk space its blobs take (manifest, config,
 	// layers), blobs it shares with other images included; Complete is
@@ -222,10 +225,21 @@ func (c *contents) images() map[string]*Cached {
 		}
 		out[h] = img
 	}
+	return out
+}
+
+// name adds the references recorded to the images they name: the
+// manifests a record's digest is or leads to, or the image keyed by that
+// digest itself (a docker-archive's tree, by its config digest).
+func (c *contents) name(byHex map[string]*Cached) {
 	for _, r := range c.records {
 		h := hexOf(r.Digest)
-		for _, m := range c.manifestsUnder(h, 0) {
-			img := out[m]
+		ms := c.manifestsUnder(h, 0)
+		if len(ms) == 0 && byHex[h] != nil {
+			ms = []string{h}
+		}
+		for _, m := range ms {
+			img := byHex[m]
 			if !slices.Contains(img.Refs, r.Name) {
 				img.Refs = append(img.Refs, r.Name)
 			}
@@ -234,7 +248,6 @@ func (c *contents) images() map[string]*Cached {
 			}
 		}
 	}
-	return out
 }
 
 // List returns the images in the cache: those the blob cache at dir holds
@@ -264,6 +277,7 @@ func listed(trees *rootfs.Cache, c *contents) []Cached {
 			byHex[h] = &Cached{Digest: d}
 		}
 	}
+	c.name(byHex)
 	var out []Cached
 	for h, img := range byHex {
 		p := trees.ImagePath("sha256:" + h)

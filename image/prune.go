@@ -176,7 +176,7 @@ func prune(trees *rootfs.Cache, dir string, keep []string, now time.Time) (*Prun
 	// half way leaves blobs no tag leads to, never a tag that leads to a
 	// manifest without its blobs.
 	for _, rec := range c.records {
-		if leadsToKept(hexOf(rec.Digest)) {
+		if h := hexOf(rec.Digest); kept[h] || leadsToKept(h) {
 			continue
 		}
 		n := rootfs.DiskUsage(rec.path)

@@ -336,10 +336,12 @@ func (p *puller) ensure(ctx context.Context, what string, layer int, d v1.Descri
 	return nil
 }
 
-// record notes what a tag resolved to, once its image is complete.
+// record notes what the reference named, once its image is complete: a
+// tag's resolution, which later starts use, or a digest reference or an OCI
+// layout, which only listings show.
 func (p *puller) record(img *resolvedImage) error {
 	if p.local || p.ref.Digest() != "" {
-		return nil
+		return p.store.note(p.ref.absolute().String(), img.top.Digest.String(), string(img.top.MediaType))
 	}
 	if rec, _ := p.store.lookup(p.ref.Name); rec != nil && rec.Digest == img.top.Digest.String() {
 		return nil

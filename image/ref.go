@@ -128,6 +128,18 @@ func (r Ref) String() string {
 	return r.Name
 }
 
+// absolute is r with an OCI layout's or a docker-archive's path made
+// absolute, so that it names the same image from any directory.
+func (r Ref) absolute() Ref {
+	if r.Kind == Registry {
+		return r
+	}
+	if p, err := filepath.Abs(r.Path); err == nil {
+		r.Path = p
+	}
+	return r
+}
+
 // Digest is the @sha256: digest a Registry reference pins, or "".
 func (r Ref) Digest() string {
 	if r.Kind != Registry {

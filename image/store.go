@@ -179,11 +179,15 @@ func (s *store) removeTemps() {
 	}
 }
 
-// record is what a tag resolved to.
+// record is what a tag resolved to, or what another reference named when
+// it was last used.
 type record struct {
-	// Name is the reference, as Ref.Name.
+	// Name is the reference: a tag as Ref.Name; a digest reference, an OCI
+	// layout or a docker-archive as Ref.String spells it, with an
+	// absolute path.
 	Name string `json:"name"`
-	// Digest is what it resolved to: an index or a manifest.
+	// Digest is what it resolved to: an index or a manifest, or a
+	// docker-archive's config.
 	Digest string `json:"digest"`
 	// MediaType is the Digest's.
 	MediaType string `json:"mediaType,omitempty"`
@@ -253,6 +257,21 @@ func (s *store) save(r record) error {
 		return err
 	}
 	return syncDir(filepath.Dir(p))
+}
+
+// note records that name, a reference other than a tag (a digest
+// reference, an OCI layout or a docker-archive, as Ref.String spells it),
+// names digest, for listings only: a cache it cannot write into goes
+// without.
+func (s *store) note(name, digest, mediaType string) error {
+	if rec, _ := s.lookup(name); rec != nil && rec.Digest == digest {
+		return nil
+	}
+	err := s.save(record{Name: name, Digest: digest, MediaType: mediaType, Resolved: time.Now().UTC()})
+	if errors.Is(err, unix.EROFS) || errors.Is(err, fs.ErrPermission) {
+		return nil
+	}
+	return err
 }
 
 // hashOf is the sha256 of data as a v1.Hash.

@@ -31,7 +31,8 @@ type treeLayer struct {
 }
 
 // prepare resolves ref per o.Policy, and returns its tree and a function to
-// call once the tree is in use, which records a tag's resolution. Layers
+// call once the tree is in use, which records what ref named (a tag's
+// resolution, or the reference for listings). Layers
 // are fetched only when the rootfs cache opens them: a tree already
 // extracted needs none.
 func prepare(ctx context.Context, ref Ref, o Options) (*tree, func() error, error) {
@@ -40,7 +41,12 @@ func prepare(ctx context.Context, ref Ref, o Options) (*tree, func() error, erro
 		if err != nil {
 			return nil, nil, err
 		}
-		return a.tree(), func() error { return nil }, nil
+		done := func() error { return nil }
+		if o.Dir != "" {
+			s := &store{dir: o.Dir}
+			done = func() error { return s.note(ref.absolute().String(), a.config.Digest, "") }
+		}
+		return a.tree(), done, nil
 	}
 	p, err := newPuller(ref, o)
 	if err != nil {

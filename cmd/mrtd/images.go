@@ -22,10 +22,12 @@ import (
 
 const imagesUsage = `Usage: mrtd images [--json] [--cache-dir DIR] [--runtime-dir DIR]
 
-List the images in the cache: the tags recorded for each, its manifest
-digest, the space its blobs and its extracted tree take, when a start last
-used it, and which mrtd processes use it now (found through the locks they
-hold; an instance is named when its runtime dir is DIR).
+List the images in the cache: the references recorded for each, as --image
+takes them (tags, REPOSITORY@sha256:... for a pull by digest, oci:/PATH[:TAG]
+and docker-archive:/PATH for local sources), its manifest digest, the space
+its blobs and its extracted tree take, when a start last used it, and which
+mrtd processes use it now (found through the locks they hold; an instance
+is named when its runtime dir is DIR).
 
 Flags:
 `
