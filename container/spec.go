@@ -31,8 +31,14 @@ type Options struct {
 	Cwd string
 	// Hostname; the container id when empty.
 	Hostname string
-	// UID and GID are the host ids container root maps to.
+	// UID and GID are the host ids container root maps to, unless IDMaps
+	// is set.
 	UID, GID uint32
+	// IDMaps, when set, are the container's uid and gid maps, replacing
+	// the single line that maps container root to UID and GID.
+	IDMaps *IDMaps
+	// User is who the command runs as; the zero value is container root.
+	User User
 	// Network is NetworkHost (the default, when empty) or NetworkNone.
 	Network string
 	// SeccompUnconfined turns off the default seccomp profile.
@@ -51,6 +57,85 @@ type Options struct {
 	// one on /tmp or /run replaces the default one. Each destination must
 	// exist in the rootfs as a directory, as a bind's.
 	Tmpfs []Tmpfs
+}
+
+// IDMaps are a container's uid and gid maps: each line maps Size ids from
+// ContainerID on to HostID on, host ids being those of the user namespace
+// runc runs in.
+type IDMaps struct{ UID, GID []specs.LinuxIDMapping }
+
+// User is the user a container's command runs as, in container ids. Any
+// other than root runs without capabilities (only the bounding set is
+// kept), as Docker and Podman run a non-root user.
+type User struct {
+	UID, GID       uint32
+	AdditionalGids []uint32
+}
+
+// maps returns the uid and gid maps in use: IDMaps, or container root alone
+// mapped to UID and GID.
+func (o *Options) maps() (uids, gids []specs.LinuxIDMapping) {
+	if o.IDMaps != nil {
+		return o.IDMaps.UID, o.IDMaps.GID
+	}
+	return []specs.LinuxIDMapping{{ContainerID: 0, HostID: o.UID, Size: 1}},
+		[]specs.LinuxIDMapping{{ContainerID: 0, HostID: o.GID, Size: 1}}
+}
+
+// validateUser reports a user, or a group of its, that the maps in use
+// leave unmapped, and maps that map nothing.
+func (o *Options) validateUser() error {
+	uids, gids := o.maps()
+	for _, m := range []struct {
+		kind  string
+		lines []specs.LinuxIDMapping
+	}{{"uid", uids}, {"gid", gids}} {
+		if len(m.lines) == 0 {
+			return fmt.Errorf("id maps: no %s map", m.kind)
+		}
+		for _, l := range m.lines {
+			if l.Size == 0 {
+				return fmt.Errorf("id maps: %s map line %s has size 0", m.kind, formatMaps([]specs.LinuxIDMapping{l}))
+			}
+		}
+	}
+	unmapped := func(kind string, id uint32, m []specs.LinuxIDMapping) error {
+		if mapped(id, m) {
+			return nil
+		}
+		if o.IDMaps == nil {
+			return fmt.Errorf("user: %s %d is not mapped: without id maps only container root is (%s map %s)", kind, id, kind, formatMaps(m))
+		}
+		return fmt.Errorf("user: %s %d is not mapped by the %s map %s", kind, id, kind, formatMaps(m))
+	}
+	if err := unmapped("uid", o.User.UID, uids); err != nil {
+		return err
+	}
+	for _, g := range append([]uint32{o.User.GID}, o.User.AdditionalGids...) {
+		if err := unmapped("gid", g, gids); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mapped reports whether a line of m maps the container id id.
+func mapped(id uint32, m []specs.LinuxIDMapping) bool {
+	for _, l := range m {
+		if uint64(id) >= uint64(l.ContainerID) && uint64(id) < uint64(l.ContainerID)+uint64(l.Size) {
+			return true
+		}
+	}
+	return false
+}
+
+// formatMaps writes m as [container→host size n] lines.
+func formatMaps(m []specs.LinuxIDMapping) string {
+	var b strings.Builder
+	for _, l := range m {
+		fmt.Fprintf(&b, "[%d→%d size %d]", l.ContainerID, l.HostID, l.Size)
+	}
+	return b.String()
 }
 
 // Tmpfs is a tmpfs mounted into the container.
@@ -117,7 +202,7 @@ func (o *Options) Validate() error {
 			return fmt.Errorf("environment entry %q is not KEY=VALUE", kv)
 		}
 	}
-	return nil
+	return o.validateUser()
 }
 
 // Spec returns the runtime-spec for a container with the given id.
@@ -138,19 +223,25 @@ func Spec(id string, o Options) (*specs.Spec, error) {
 		nofile = 1024
 	}
 	caps := append([]string(nil), defaultCaps...)
+	procCaps := &specs.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps}
+	if o.User.UID != 0 {
+		// The bounding set only, as Docker and Podman give a non-root
+		// user: its command runs without capabilities.
+		procCaps = &specs.LinuxCapabilities{Bounding: caps}
+	}
+	uids, gids := o.maps()
 	s := &specs.Spec{
 		Version: specs.Version,
 		Process: &specs.Process{
 			Terminal: false,
-			User:     specs.User{UID: 0, GID: 0},
-			Args:     o.Args,
-			Env:      mergeEnv(DefaultEnv, o.Env),
-			Cwd:      cwd,
-			Capabilities: &specs.LinuxCapabilities{
-				Bounding:  caps,
-				Effective: caps,
-				Permitted: caps,
+			User: specs.User{
+				UID: o.User.UID, GID: o.User.GID,
+				AdditionalGids: slices.Clone(o.User.AdditionalGids),
 			},
+			Args:            o.Args,
+			Env:             mergeEnv(DefaultEnv, o.Env),
+			Cwd:             cwd,
+			Capabilities:    procCaps,
 			Rlimits:         []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: nofile, Soft: nofile}},
 			NoNewPrivileges: true,
 		},
@@ -158,8 +249,8 @@ func Spec(id string, o Options) (*specs.Spec, error) {
 		Hostname: hostname,
 		Mounts:   mounts(o.Network == NetworkNone, o.Tmpfs),
 		Linux: &specs.Linux{
-			UIDMappings: []specs.LinuxIDMapping{{ContainerID: 0, HostID: o.UID, Size: 1}},
-			GIDMappings: []specs.LinuxIDMapping{{ContainerID: 0, HostID: o.GID, Size: 1}},
+			UIDMappings: slices.Clone(uids),
+			GIDMappings: slices.Clone(gids),
 			Namespaces: []specs.LinuxNamespace{
 				{Type: specs.PIDNamespace},
 				{Type: specs.IPCNamespace},

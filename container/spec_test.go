@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"slices"
 	"strings"
@@ -175,5 +176,134 @@ func TestMergeEnv(t *testing.T) {
 	want := []string{"A=5", "B=3", "C=4"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("mergeEnv = %v, want %v", got, want)
+	}
+}
+
+// keepID are the maps of a keep-id container as mrtd builds them in its own
+// user namespace: container 1000 is the host user (0 there), the rest of
+// the ids are subordinate ones.
+var keepID = &IDMaps{
+	UID: []specs.LinuxIDMapping{{ContainerID: 0, HostID: 1, Size: 1000}, {ContainerID: 1000, HostID: 0, Size: 1}, {ContainerID: 1001, HostID: 1001, Size: 64535}},
+	GID: []specs.LinuxIDMapping{{ContainerID: 0, HostID: 1, Size: 1000}, {ContainerID: 1000, HostID: 0, Size: 1}, {ContainerID: 1001, HostID: 1001, Size: 64535}},
+}
+
+func TestSpecUser(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		opts     Options
+		user     specs.User
+		uid, gid []specs.LinuxIDMapping
+		caps     bool // effective and permitted capabilities
+	}{
+		{
+			name: "root without maps",
+			opts: Options{UID: 65534, GID: 65533},
+			uid:  []specs.LinuxIDMapping{{ContainerID: 0, HostID: 65534, Size: 1}},
+			gid:  []specs.LinuxIDMapping{{ContainerID: 0, HostID: 65533, Size: 1}},
+			caps: true,
+		},
+		{
+			name: "keep-id user",
+			opts: Options{UID: 65534, GID: 65534, IDMaps: keepID, User: User{UID: 1000, GID: 1000, AdditionalGids: []uint32{5, 1001}}},
+			user: specs.User{UID: 1000, GID: 1000, AdditionalGids: []uint32{5, 1001}},
+			uid:  keepID.UID,
+			gid:  keepID.GID,
+		},
+		{
+			name: "root with maps",
+			opts: Options{IDMaps: keepID},
+			uid:  keepID.UID,
+			gid:  keepID.GID,
+			caps: true,
+		},
+		{
+			name: "root uid, other group",
+			opts: Options{IDMaps: keepID, User: User{GID: 1000}},
+			user: specs.User{GID: 1000},
+			uid:  keepID.UID,
+			gid:  keepID.GID,
+			caps: true,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := tc.opts
+			o.Rootfs, o.Args = "/r", []string{"true"}
+			s, err := Spec("x", o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(s.Process.User, tc.user) {
+				t.Errorf("user %+v, want %+v", s.Process.User, tc.user)
+			}
+			if !slices.Equal(s.Linux.UIDMappings, tc.uid) || !slices.Equal(s.Linux.GIDMappings, tc.gid) {
+				t.Errorf("maps uid %v gid %v, want uid %v gid %v", s.Linux.UIDMappings, s.Linux.GIDMappings, tc.uid, tc.gid)
+			}
+			c := s.Process.Capabilities
+			if !slices.Equal(c.Bounding, defaultCaps) {
+				t.Errorf("bounding capabilities %v, want %v", c.Bounding, defaultCaps)
+			}
+			if len(c.Inheritable) > 0 || len(c.Ambient) > 0 {
+				t.Errorf("inheritable %v, ambient %v: want none", c.Inheritable, c.Ambient)
+			}
+			if tc.caps {
+				if !slices.Equal(c.Effective, defaultCaps) || !slices.Equal(c.Permitted, defaultCaps) {
+					t.Errorf("root's effective %v, permitted %v: want %v", c.Effective, c.Permitted, defaultCaps)
+				}
+			} else if len(c.Effective) > 0 || len(c.Permitted) > 0 {
+				t.Errorf("a non-root user has effective %v, permitted %v: want none", c.Effective, c.Permitted)
+			}
+		})
+	}
+}
+
+func TestSpecUserUnmapped(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts Options
+		want []string // all in the error
+	}{
+		{"user without maps", Options{UID: 65534, GID: 65534, User: User{UID: 1000, GID: 1000}},
+			[]string{"uid 1000 is not mapped", "only container root", "[0→65534 size 1]"}},
+		{"group without maps", Options{UID: 65534, GID: 65534, User: User{GID: 1000}},
+			[]string{"gid 1000 is not mapped", "only container root"}},
+		{"additional group without maps", Options{User: User{AdditionalGids: []uint32{5}}},
+			[]string{"gid 5 is not mapped"}},
+		{"unmapped uid", Options{IDMaps: keepID, User: User{UID: 65536, GID: 1000}},
+			[]string{"uid 65536 is not mapped by the uid map [0→1 size 1000][1000→0 size 1][1001→1001 size 64535]"}},
+		{"unmapped gid", Options{IDMaps: keepID, User: User{UID: 1000, GID: 70000}},
+			[]string{"gid 70000 is not mapped by the gid map"}},
+		{"unmapped additional gid", Options{IDMaps: keepID, User: User{UID: 1000, GID: 1000, AdditionalGids: []uint32{1000, 65536}}},
+			[]string{"gid 65536 is not mapped"}},
+		{"no gid map", Options{IDMaps: &IDMaps{UID: keepID.UID}}, []string{"no gid map"}},
+		{"empty line", Options{IDMaps: &IDMaps{UID: []specs.LinuxIDMapping{{}}, GID: keepID.GID}},
+			[]string{"uid map line [0→0 size 0] has size 0"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := tc.opts
+			o.Rootfs, o.Args = "/r", []string{"true"}
+			_, err := Spec("x", o)
+			for _, w := range tc.want {
+				if err == nil || !strings.Contains(err.Error(), w) {
+					t.Errorf("error %v, want one containing %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestMapped(t *testing.T) {
+	top := []specs.LinuxIDMapping{{ContainerID: 4294967290, HostID: 0, Size: 6}}
+	for _, tc := range []struct {
+		id   uint32
+		m    []specs.LinuxIDMapping
+		want bool
+	}{
+		{0, keepID.UID, true}, {999, keepID.UID, true}, {1000, keepID.UID, true},
+		{65535, keepID.UID, true}, {65536, keepID.UID, false},
+		{4294967295, top, true}, {4294967289, top, false}, {0, nil, false},
+	} {
+		if got := mapped(tc.id, tc.m); got != tc.want {
+			t.Errorf("mapped(%d, %v) = %v, want %v", tc.id, tc.m, got, tc.want)
+		}
 	}
 }
