@@ -34,15 +34,19 @@ type Runtime struct {
 	Runc string
 	// Dir is the runtime directory. It is created 0700.
 	Dir string
-	Log logr.Logger
+	// Rootless: runc runs without host root even if os.Geteuid() is 0, as
+	// in mrtd's own user namespace: containers get no cgroups path.
+	Rootless bool
+	Log      logr.Logger
 }
 
 // cgroupsPath keeps this runtime dir's containers in their own cgroup
 // subtree, /mrtd/<hash of Dir>/<id>: container ids are only unique within
-// a runtime dir, cgroup paths are host-wide. Only for runc run by root: a
-// rootless runc skips cgroups it cannot create only when no path is given.
+// a runtime dir, cgroup paths are host-wide. Only for runc run by host
+// root: a rootless runc skips cgroups it cannot create only when no path
+// is given.
 func (rt *Runtime) cgroupsPath(id string) string {
-	if os.Geteuid() != 0 {
+	if rt.Rootless || os.Geteuid() != 0 {
 		return ""
 	}
 	sum := sha256.Sum256([]byte(rt.Dir))
