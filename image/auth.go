@@ -24,15 +24,48 @@ import (
 // config.json with its credential helpers. The first file with an entry for
 // the registry wins.
 func Keychain() authn.Keychain {
-	return authn.NewMultiKeychain(authFiles(AuthFiles()), authn.DefaultKeychain)
+	return keychain("")
+}
+
+// keychain is Keychain with authFile, when set, read in place of
+// $REGISTRY_AUTH_FILE (--authfile).
+func keychain(authFile string) authn.Keychain {
+	return authn.NewMultiKeychain(authFiles(AuthFiles(authFile)), dockerKeychain{})
+}
+
+// dockerKeychain is Docker's config.json with its credential helpers, as
+// authn.DefaultKeychain reads it. Without a config.json, DefaultKeychain
+// reads $REGISTRY_AUTH_FILE and Podman's files instead: authFiles has read
+// those already, or was told to read another file in place of
+// $REGISTRY_AUTH_FILE, so dockerKeychain has nothing then.
+type dockerKeychain struct{}
+
+func (dockerKeychain) Resolve(target authn.Resource) (authn.Authenticator, error) {
+	found := false
+	// DefaultKeychain's test for a config.json.
+	if home, err := os.UserHomeDir(); err == nil {
+		found = exists(filepath.Join(home, ".docker", "config.json"))
+	}
+	if d := os.Getenv("DOCKER_CONFIG"); !found && d != "" {
+		found = exists(filepath.Join(d, "config.json"))
+	}
+	if !found {
+		return authn.Anonymous, nil
+	}
+	return authn.DefaultKeychain.Resolve(target)
 }
 
 // AuthFiles are the Podman-style auth files Keychain reads, in order
-// (whether they exist or not). `mrtd login` writes the first.
-func AuthFiles() []string {
+// (whether they exist or not): authFile, when set, in place of
+// $REGISTRY_AUTH_FILE (as --authfile overrides it), then Podman's own.
+// `mrtd login` writes the first.
+func AuthFiles(authFile string) []string {
 	var files []string
-	if f := os.Getenv("REGISTRY_AUTH_FILE"); f != "" {
-		files = append(files, f)
+	if authFile == "" {
+		authFile = os.Getenv("REGISTRY_AUTH_FILE")
+	}
+	if authFile != "" {
+		files = append(files, authFile)
 	}
 	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
 		files = append(files, filepath.Join(d, "containers", "auth.json"))

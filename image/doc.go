@@ -41,7 +41,8 @@
 // by its config digest (docker's image ID), as it has no manifest of its
 // own.
 //
-// Credentials come from $REGISTRY_AUTH_FILE, then
+// Credentials come from Options.AuthFile (--authfile) or else
+// $REGISTRY_AUTH_FILE, then
 // $XDG_RUNTIME_DIR/containers/auth.json, then
 // $XDG_CONFIG_HOME/containers/auth.json (Podman's files), then Docker's
 // ~/.docker/config.json with its credential helpers.

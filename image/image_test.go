@@ -532,6 +532,19 @@ func TestAuth(t *testing.T) {
 		t.Errorf("with $REGISTRY_AUTH_FILE: %s, %v", got, err)
 	}
 
+	// --authfile is read in place of $REGISTRY_AUTH_FILE.
+	empty := filepath.Join(t.TempDir(), "empty.json")
+	if err := os.WriteFile(empty, []byte(`{"auths":{}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Pull(context.Background(), ref, Options{Dir: t.TempDir(), AuthFile: empty}); !errors.As(err, &ae) {
+		t.Errorf("with an --authfile without the registry: %v, want an *AuthError", err)
+	}
+	t.Setenv("REGISTRY_AUTH_FILE", empty)
+	if _, err := Pull(context.Background(), ref, Options{Dir: t.TempDir(), AuthFile: file}); err != nil {
+		t.Errorf("with --authfile: %v", err)
+	}
+
 	// $XDG_RUNTIME_DIR/containers/auth.json, repo-scoped.
 	t.Setenv("REGISTRY_AUTH_FILE", "")
 	run := t.TempDir()
@@ -542,6 +555,16 @@ func TestAuth(t *testing.T) {
 	}
 	if _, err := Pull(context.Background(), ref, Options{Dir: t.TempDir()}); err != nil {
 		t.Errorf("with $XDG_RUNTIME_DIR/containers/auth.json: %v", err)
+	}
+
+	// Docker's config.json, last.
+	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	t.Setenv("DOCKER_CONFIG", filepath.Join(home, ".docker"))
+	writeFile(t, filepath.Join(home, ".docker", "config.json"), []byte(`{"auths":{"`+host+`":{"auth":"`+auth+`"}}}`))
+	if _, err := Pull(context.Background(), ref, Options{Dir: t.TempDir(), AuthFile: empty}); err != nil {
+		t.Errorf("with ~/.docker/config.json: %v", err)
 	}
 }
 

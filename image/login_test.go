@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -51,6 +52,30 @@ func TestLogin(t *testing.T) {
 		t.Fatalf("with a wrong password: %v, want a one-line *LoginError with 401", err)
 	}
 	t.Log(err)
+}
+
+func TestAuthFiles(t *testing.T) {
+	isolate(t)
+	run, cfg := t.TempDir(), t.TempDir()
+	t.Setenv("XDG_RUNTIME_DIR", run)
+	t.Setenv("XDG_CONFIG_HOME", cfg)
+	podman := []string{filepath.Join(run, "containers", "auth.json"), filepath.Join(cfg, "containers", "auth.json")}
+	for _, tc := range []struct {
+		name, env, flag string
+		want            []string
+	}{
+		{"Podman's", "", "", podman},
+		{"$REGISTRY_AUTH_FILE first", "/env.json", "", append([]string{"/env.json"}, podman...)},
+		{"--authfile first", "", "/flag.json", append([]string{"/flag.json"}, podman...)},
+		{"--authfile in place of $REGISTRY_AUTH_FILE", "/env.json", "/flag.json", append([]string{"/flag.json"}, podman...)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("REGISTRY_AUTH_FILE", tc.env)
+			if got := AuthFiles(tc.flag); !slices.Equal(got, tc.want) {
+				t.Errorf("AuthFiles(%q) = %q, want %q", tc.flag, got, tc.want)
+			}
+		})
+	}
 }
 
 func TestLoginKey(t *testing.T) {

@@ -56,7 +56,12 @@ type Options struct {
 	// MaxSize bounds the size of the extracted tree, against
 	// decompression bombs; 0 is the rootfs cache's default.
 	MaxSize int64
-	// Keychain finds registry credentials; nil means Keychain().
+	// AuthFile, when set, is the Podman-style auth file read first for
+	// registry credentials, in place of $REGISTRY_AUTH_FILE (--authfile;
+	// see AuthFiles).
+	AuthFile string
+	// Keychain finds registry credentials; nil means Keychain(), with
+	// AuthFile.
 	Keychain authn.Keychain
 	// Progress, when set, is told how each blob's download goes. Calls
 	// are serialized.

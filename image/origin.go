@@ -81,7 +81,7 @@ func newRegistryOrigin(ref Ref, o Options) (*registryOrigin, error) {
 	}
 	kc := o.Keychain
 	if kc == nil {
-		kc = Keychain()
+		kc = keychain(o.AuthFile)
 	}
 	host, _, _ := strings.Cut(ref.Name, "/")
 	t, certs, err := registryTransport(host, o.Insecure)

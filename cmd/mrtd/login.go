@@ -23,17 +23,20 @@ const loginUsage = `Usage: mrtd login [flags] HOST[:PORT]
 
 Check a user name and password against the registry and keep them in the
 Podman-style auth file, where mrtd (and Podman, skopeo and buildah) find
-them: $REGISTRY_AUTH_FILE, else $XDG_RUNTIME_DIR/containers/auth.json, else
+them: --authfile, else $REGISTRY_AUTH_FILE, else
+$XDG_RUNTIME_DIR/containers/auth.json, else
 $XDG_CONFIG_HOME/containers/auth.json (default ~/.config). Without
 --password-stdin the password is asked for on the terminal.
 
 Flags:
 `
 
-const logoutUsage = `Usage: mrtd logout HOST[:PORT]
+const logoutUsage = `Usage: mrtd logout [flags] HOST[:PORT]
 
 Remove the registry's entry from the auth file mrtd login writes (see
 mrtd login --help); the file's other entries stay.
+
+Flags:
 `
 
 // loginTimeout bounds the check of the credentials against the registry.
@@ -44,9 +47,14 @@ const loginTimeout = time.Minute
 // echo when stdin is a terminal.
 func loginCommand(cmd string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
-	var user string
+	var user, authFile string
 	var passwordStdin bool
 	tlsVerify := true
+	authUsage := "keep the credentials in the auth `FILE` (default: $REGISTRY_AUTH_FILE, else Podman's, as above)"
+	if cmd == "logout" {
+		authUsage = "remove the entry from the auth `FILE` (default: the one mrtd login writes)"
+	}
+	fs.StringVar(&authFile, "authfile", "", authUsage)
 	if cmd == "login" {
 		fs.StringVar(&user, "username", "", "the user `NAME` (asked for on a terminal when not given)")
 		fs.BoolVar(&passwordStdin, "password-stdin", false, "read the password from standard input")
@@ -58,6 +66,7 @@ func loginCommand(cmd string, args []string, stdin io.Reader, stdout, stderr io.
 			printFlags(stdout, fs)
 		} else {
 			fmt.Fprint(stdout, logoutUsage)
+			printFlags(stdout, fs)
 		}
 		return 0
 	} else if err != nil {
@@ -70,7 +79,7 @@ func loginCommand(cmd string, args []string, stdin io.Reader, stdout, stderr io.
 	if err != nil {
 		return fail(stderr, &config.UsageError{Err: err})
 	}
-	file := image.AuthFiles()[0]
+	file := image.AuthFiles(authFile)[0]
 	if cmd == "logout" {
 		found, err := image.RemoveLogin(file, key)
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -20,7 +21,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mrt-project/mrt/config"
-	"github.com/mrt-project/mrt/daemon"
 	"github.com/mrt-project/mrt/image"
 	"github.com/mrt-project/mrt/internal/systemd"
 )
@@ -32,6 +32,8 @@ registry's [REGISTRY/]REPOSITORY[:TAG] or @sha256:DIGEST (unqualified names
 are docker.io/library/..., as Docker's), oci:PATH[:TAG] or
 docker-archive:PATH. A tag is resolved anew; later starts with --pull
 missing (the default) use what this pulled, without the network.
+Credentials are those mrtd login keeps (see mrtd login --help); --authfile
+names the auth file to read first, in place of $REGISTRY_AUTH_FILE.
 
 Flags:
 `
@@ -46,6 +48,8 @@ func pullCommand(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.CacheDir, "cache-dir", cfg.CacheDir, "the cache `DIR`; images go to DIR/images")
 	fs.StringVar(&cfg.Platform, "platform", cfg.Platform, "the `os/arch[/variant]` to pull from a multi-platform image (default: this host's)")
 	fs.BoolVar(&cfg.TLSVerify, "tls-verify", cfg.TLSVerify, "verify the registry's TLS certificate; false also allows plain HTTP")
+	var authFile string
+	fs.StringVar(&authFile, "authfile", "", "read registry credentials from the auth `FILE` first, in place of $REGISTRY_AUTH_FILE (mrtd login --authfile writes it)")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "`auto`, journal, console or json")
 	if err := config.ParseFlags(fs, args); errors.Is(err, config.ErrHelp) {
@@ -58,14 +62,26 @@ func pullCommand(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() != 1 {
 		return fail(stderr, &config.UsageError{Err: errors.New("mrtd pull takes one image reference (see `mrtd pull --help`)")})
 	}
-	cfg.Image = fs.Arg(0)
+	ref, err := image.Parse(fs.Arg(0))
+	if err != nil {
+		return fail(stderr, &config.UsageError{Err: err})
+	}
 	if cfg.CacheDir == "" {
 		return fail(stderr, &config.UsageError{Err: errors.New("no cache dir: set HOME or XDG_CACHE_HOME, or pass --cache-dir")})
 	}
 	disp, log := newPullDisplay(os.Stderr, isTerminal(os.Stderr), systemd.StderrIsJournal(), os.Getenv("TERM"), cfg)
 	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM)
 	defer stop()
-	digest, err := daemon.Pull(ctx, cfg, log, disp.progress)
+	// The options of the daemon's starts (blobs in <cache-dir>/images),
+	// with --authfile, which they do not take.
+	digest, err := image.Pull(ctx, ref, image.Options{
+		Dir:      filepath.Join(cfg.CacheDir, "images"),
+		Platform: cfg.Platform,
+		Insecure: !cfg.TLSVerify,
+		AuthFile: authFile,
+		Progress: disp.progress,
+		Log:      log.WithName("image"),
+	})
 	disp.finish(err)
 	if err != nil {
 		return fail(stderr, err)
