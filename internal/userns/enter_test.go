@@ -156,9 +156,8 @@ func childMain() int {
 		return 0
 	case "reexec":
 		// The second exec a prototype made, to time it.
-		cmd := exec.Command("/proc/self/exe")
-		cmd.Env = append(os.Environ(), roleEnv+"=noop")
-		if err := syscall.Exec("/proc/self/exe", []string{os.Args[0]}, cmd.Env); err != nil {
+		env := append(os.Environ(), roleEnv+"=noop")
+		if err := syscall.Exec("/proc/self/exe", []string{os.Args[0]}, env); err != nil {
 			fmt.Fprintln(os.Stderr, "reexec:", err)
 		}
 		return 1
