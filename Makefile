@@ -10,7 +10,7 @@ RUNC_VERSION := $(shell awk '$$1 == "require" && $$2 == "github.com/opencontaine
 	$$1 == "github.com/opencontainers/runc" { print $$2 }' tools/runc/go.mod)
 # debootstrap (and reading what it made) needs root.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
-DEB_PACKAGES := debootstrap libseccomp-dev pkg-config gcc libc6-dev systemd
+DEB_PACKAGES := debootstrap libseccomp-dev pkg-config gcc libc6-dev systemd uidmap
 
 # Not into build/: the debootstrap tree there is root's, partly unreadable.
 GO_FILES := $(shell find . \( -path ./$(BUILD) -o -path ./tools/runc -o -path ./.git \) -prune -o -name '*.go' -print)
