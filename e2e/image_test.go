@@ -215,6 +215,16 @@ func TestImageFromLayout(t *testing.T) {
 		}
 		wantOutput(t, imageRun(t, e, d, "docker-archive:"+archive, nil), "from-image\n")
 		wantOutput(t, imageRun(t, e, d, "docker-archive:"+archive, nil, "cat", "/srv/replaced"), "v3\n")
+		// mrtd images names both by what --image takes.
+		var refs []string
+		for _, img := range listImages(t, e, d) {
+			refs = append(refs, img.Refs...)
+		}
+		for _, want := range []string{img.Ref(), "docker-archive:" + archive} {
+			if !slices.Contains(refs, want) {
+				t.Errorf("mrtd images lists %q, want %s among them", refs, want)
+			}
+		}
 	})
 	mrtdtest.AssertClean(t, d)
 }
