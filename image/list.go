@@ -34,14 +34,22 @@ type Cached struct {
 	// set when the cache holds all of them.
 	BlobBytes int64 `json:"blobBytes"`
 	Complete  bool  `json:"complete"`
-	// Tree is its flattened tree's path, "" when there is none, and
-	// TreeBytes the disk space it takes.
+	// Tree is its flattened tree's path: the one made without an id map,
+	// or, when there is none, the first of MappedTrees; "" when it has no
+	// tree at all. TreeBytes is the disk space all its trees take,
+	// MappedTrees' included.
 	Tree      string `json:"tree,omitempty"`
 	TreeBytes int64  `json:"treeBytes"`
-	// LastUsed is when a start last used its tree, as far as the cache
-	// records it (rootfs.Usage); zero when unknown.
+	// MappedTrees are its trees made through an id map, for --user
+	// (keep-id) containers, by Key. Their files are owned by ids of
+	// mrtd's user namespace: only a process in it removes them (see
+	// Pruned.KeptMapped).
+	MappedTrees []MappedTree `json:"mappedTrees,omitempty"`
+	// LastUsed is when a start last used one of its trees, as far as the
+	// cache records it (rootfs.Usage); zero when unknown.
 	LastUsed time.Time `json:"lastUsed,omitzero"`
-	// InUse is set when a process holds its tree; Pids are those found.
+	// InUse is set when a process holds one of its trees, mapped or not;
+	// Pids are those found, of all its trees.
 	InUse bool  `json:"inUse"`
 	Pids  []int `json:"pids,omitempty"`
 
@@ -49,6 +57,18 @@ type Cached struct {
 	// the cache holds; newest is the latest modification among them.
 	blobs  []string
 	newest time.Time
+}
+
+// MappedTree is an image's tree made through an id map (rootfs.IDMap).
+type MappedTree struct {
+	// Key is the map's key (rootfs.Cache.MappedKey), Path the tree.
+	Key  string `json:"key"`
+	Path string `json:"path"`
+	// Bytes is the disk space it takes.
+	Bytes int64 `json:"bytes"`
+	// InUse is set when a process holds it; Pids are those found.
+	InUse bool  `json:"inUse"`
+	Pids  []int `json:"pids,omitempty"`
 }
 
 // blobInfo is a blob in the blob cache.
@@ -254,7 +274,9 @@ func (c *contents) name(byHex map[string]*Cached) {
 // a manifest of, and the trees of images in trees (whose blobs may be
 // gone, or never were: a docker-archive's), with the tags recorded for
 // them, their sizes, when they were last used and by which processes they
-// are in use now. It writes nothing, and works on a cache it cannot write
+// are in use now. An image's trees made through an id map (for --user)
+// are its own, listed in MappedTrees and counted in its TreeBytes and
+// InUse. It writes nothing, and works on a cache it cannot write
 // into. Images come sorted by reference, then digest.
 func List(trees *rootfs.Cache, dir string) ([]Cached, error) {
 	c, err := scan(dir)
@@ -264,9 +286,11 @@ func List(trees *rootfs.Cache, dir string) ([]Cached, error) {
 	return listed(trees, c), nil
 }
 
-// listed joins the blob cache's images with the trees.
+// listed joins the blob cache's images with the trees: each image's
+// unmapped tree, and those made through an id map.
 func listed(trees *rootfs.Cache, c *contents) []Cached {
 	byHex := c.images()
+	mapped := map[string][]string{} // hex digest -> mapped trees
 	for _, p := range trees.Entries() {
 		d := trees.ImageDigest(p)
 		if d == "" {
@@ -276,17 +300,37 @@ func listed(trees *rootfs.Cache, c *contents) []Cached {
 		if byHex[h] == nil {
 			byHex[h] = &Cached{Digest: d}
 		}
+		if trees.MappedKey(p) != "" {
+			mapped[h] = append(mapped[h], p)
+		}
 	}
 	c.name(byHex)
 	var out []Cached
 	for h, img := range byHex {
-		p := trees.ImagePath("sha256:" + h)
-		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+		// The lock tells a tree being flattened in use: ask Usage
+		// whether or not the tree exists.
+		p := unmappedPath(trees, img.Digest)
+		if isDir(p) {
 			img.Tree = p
 			img.TreeBytes = rootfs.DiskUsage(p)
 		}
-		u := trees.Usage(p)
-		img.InUse, img.Pids, img.LastUsed = u.InUse, u.Pids, u.LastUsed
+		img.use(trees.Usage(p))
+		slices.Sort(mapped[h])
+		for _, p := range mapped[h] {
+			if !isDir(p) {
+				continue
+			}
+			u := trees.Usage(p)
+			m := MappedTree{Key: trees.MappedKey(p), Path: p, Bytes: rootfs.DiskUsage(p), InUse: u.InUse, Pids: u.Pids}
+			img.MappedTrees = append(img.MappedTrees, m)
+			img.TreeBytes += m.Bytes
+			img.use(u)
+		}
+		if img.Tree == "" && len(img.MappedTrees) > 0 {
+			img.Tree = img.MappedTrees[0].Path
+		}
+		slices.Sort(img.Pids)
+		img.Pids = slices.Compact(img.Pids)
 		slices.Sort(img.Refs)
 		out = append(out, *img)
 	}
@@ -301,6 +345,43 @@ func listed(trees *rootfs.Cache, c *contents) []Cached {
 		return strings.Compare(a.Digest, b.Digest)
 	})
 	return out
+}
+
+// use adds what the cache knows of how one of img's trees is used.
+func (img *Cached) use(u rootfs.Usage) {
+	if u.InUse {
+		img.InUse = true
+		img.Pids = append(img.Pids, u.Pids...)
+	}
+	if u.LastUsed.After(img.LastUsed) {
+		img.LastUsed = u.LastUsed
+	}
+}
+
+// treePaths returns the paths of img's trees, as List found them: the
+// unmapped one, whether it exists or not, then the mapped ones.
+func (img *Cached) treePaths(trees *rootfs.Cache) []string {
+	out := []string{unmappedPath(trees, img.Digest)}
+	for _, m := range img.MappedTrees {
+		out = append(out, m.Path)
+	}
+	return out
+}
+
+// unmappedPath is where the tree of the image with this digest made
+// through no id map is, or would be, whatever map trees extracts through.
+func unmappedPath(trees *rootfs.Cache, digest string) string {
+	if trees.IDMap == nil {
+		return trees.ImagePath(digest)
+	}
+	plain := *trees
+	plain.IDMap = nil
+	return plain.ImagePath(digest)
+}
+
+func isDir(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
 }
 
 func cmpBool(a, b bool) int {

@@ -25,9 +25,16 @@ type Pruned struct {
 	Entries []string `json:"entries"`
 	// Bytes is the disk space freed, all counted.
 	Bytes int64 `json:"bytes"`
-	// Kept are the images kept: a process uses them (InUse), or a pull of
-	// them is under way.
+	// Kept are the images kept: a process uses them (InUse), a pull of
+	// them is under way, or they have trees made through an id map that
+	// this process may not remove (KeptMapped).
 	Kept []Cached `json:"kept"`
+	// KeptMapped are the digests of the images among Kept that Prune
+	// would have removed, but for their trees made for --user (keep-id
+	// containers, Cached.MappedTrees): only a process in mrtd's user
+	// namespace, whose Cache has MappedTrees set, removes those. Such an
+	// image is kept whole, its tree made through no map too.
+	KeptMapped []string `json:"keptMapped,omitempty"`
 }
 
 // RemovedImage is an image Prune removed.
@@ -48,10 +55,16 @@ const pullGrace = 10 * time.Minute
 // (through trees.Prune, which removes, under its rules, every entry no
 // process uses but those in keep), then the blobs no remaining image
 // references and the tags of the images removed. An image a process uses
-// is never removed: it holds its tree's lock, and Prune takes each image's
-// lock exclusively (rootfs.Cache.Claim) before removing its blobs, so no
-// start can begin using it meanwhile. A start that resolved an image just
-// before Prune removed its blobs fetches them again.
+// is never removed: it holds one of its trees' locks, and Prune takes the
+// lock of each of the image's trees exclusively (rootfs.Cache.Claim)
+// before removing its blobs, so no start can begin using it meanwhile. A
+// start that resolved an image just before Prune removed its blobs fetches
+// them again.
+//
+// An image's trees made through an id map, for --user, are removed only
+// when trees.MappedTrees (or trees.IDMap) is set, as trees.Prune removes
+// them; otherwise an image that has such trees is kept whole, and named
+// in KeptMapped.
 //
 // A cache this process cannot write into is not pruned: that is an error.
 func Prune(trees *rootfs.Cache, dir string, keep ...string) (*Pruned, error) {
@@ -81,6 +94,18 @@ func prune(trees *rootfs.Cache, dir string, keep []string, now time.Time) (*Prun
 			sizes[p] = rootfs.DiskUsage(p)
 		}
 	}
+	// As trees.Prune decides: a process outside the user namespace
+	// that owns the mapped trees leaves them, so it keeps their images
+	// whole.
+	changesMapped := trees.MappedTrees || trees.IDMap != nil
+	if !changesMapped {
+		keep = slices.Clone(keep)
+		for _, img := range before {
+			if len(img.MappedTrees) > 0 {
+				keep = append(keep, unmappedPath(trees, img.Digest))
+			}
+		}
+	}
 
 	if err := trees.Prune(keep...); err != nil {
 		return nil, err
@@ -93,8 +118,8 @@ func prune(trees *rootfs.Cache, dir string, keep []string, now time.Time) (*Prun
 		}
 	}
 
-	// Which images go: those whose tree is gone (or never was), that no
-	// process uses, and that no pull is completing.
+	// Which images go: those whose trees are all gone (or never were),
+	// that no process uses, and that no pull is completing.
 	downloading := downloads(dir)
 	kept := map[string]bool{} // hex digests of the images kept
 	var removed []*RemovedImage
@@ -107,31 +132,36 @@ func prune(trees *rootfs.Cache, dir string, keep []string, now time.Time) (*Prun
 	}()
 	for _, img := range before {
 		h := hexOf(img.Digest)
-		if img.Tree != "" && exists(img.Tree) {
+		keepIt := func() {
 			kept[h] = true
 			out.Kept = append(out.Kept, img)
+		}
+		pulling := !img.Complete && (now.Sub(img.newest) < pullGrace || img.lacksAny(c, downloading))
+		paths := img.treePaths(trees)
+		if slices.ContainsFunc(paths, exists) {
+			keepIt()
+			if len(img.MappedTrees) > 0 && !changesMapped && !img.InUse && !pulling {
+				out.KeptMapped = append(out.KeptMapped, img.Digest)
+			}
 			continue
 		}
-		if !img.Complete && (now.Sub(img.newest) < pullGrace || img.lacksAny(c, downloading)) {
-			kept[h] = true
-			out.Kept = append(out.Kept, img)
+		if pulling {
+			keepIt()
 			continue
 		}
-		release, err := trees.Claim(trees.ImagePath(img.Digest))
+		release, err := claimAll(trees, paths)
 		if errors.Is(err, rootfs.ErrInUse) {
 			img.InUse = true
-			kept[h] = true
-			out.Kept = append(out.Kept, img)
+			keepIt()
 			continue
 		}
 		if err != nil {
 			return nil, err
 		}
-		if exists(trees.ImagePath(img.Digest)) {
+		if len(imageTrees(trees, img.Digest)) > 0 {
 			// Made again since trees.Prune: in use after all.
 			release()
-			kept[h] = true
-			out.Kept = append(out.Kept, img)
+			keepIt()
 			continue
 		}
 		r := &RemovedImage{Cached: img, Freed: img.TreeBytes}
@@ -233,6 +263,38 @@ func prune(trees *rootfs.Cache, dir string, keep []string, now time.Time) (*Prun
 	}
 	slices.Sort(out.Entries)
 	return out, nil
+}
+
+// claimAll claims every entry in paths (rootfs.Cache.Claim), or none:
+// release lets them all go.
+func claimAll(trees *rootfs.Cache, paths []string) (release func(), err error) {
+	var releases []func()
+	release = func() {
+		for _, r := range releases {
+			r()
+		}
+	}
+	for _, p := range paths {
+		r, err := trees.Claim(p)
+		if err != nil {
+			release()
+			return nil, err
+		}
+		releases = append(releases, r)
+	}
+	return release, nil
+}
+
+// imageTrees returns the paths of the trees of the image with this digest
+// that the cache holds now, made through an id map or not.
+func imageTrees(trees *rootfs.Cache, digest string) []string {
+	var out []string
+	for _, p := range trees.Entries() {
+		if trees.ImageDigest(p) == digest {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // lacksAny reports whether a blob img lacks is being downloaded: a
