@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mrt-project/mrt/internal/userns"
 )
 
 // DemoWorker is the default rootfs's demo worker, the pool's default
@@ -57,7 +59,7 @@ func daemonFlags(s *Settings, lists map[string]*StringList) *flag.FlagSet {
 }
 
 func defaultConfigHint() string {
-	if p := DefaultConfigPath(os.Geteuid(), os.Getenv); p != "" {
+	if p := DefaultConfigPath(userns.EUID(), os.Getenv); p != "" {
 		return p + ", if it exists"
 	}
 	return "none"
@@ -73,7 +75,7 @@ func envName(key string) string {
 func LoadSettings(args []string, lookupEnv func(string) (string, bool)) (*Settings, error) {
 	getenv := func(k string) string { v, _ := lookupEnv(k); return v }
 	fresh := func() (*Settings, map[string]*StringList, error) {
-		cfg, err := Default(os.Geteuid(), getenv)
+		cfg, err := Default(userns.EUID(), getenv)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -104,7 +106,7 @@ func LoadSettings(args []string, lookupEnv func(string) (string, bool)) (*Settin
 		configPath, explicit = v, true
 	}
 	if configPath == "" {
-		configPath = DefaultConfigPath(os.Geteuid(), getenv)
+		configPath = DefaultConfigPath(userns.EUID(), getenv)
 	}
 	if configPath != "" {
 		if _, err := os.Stat(configPath); err == nil || explicit {

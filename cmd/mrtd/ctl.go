@@ -15,6 +15,7 @@ import (
 
 	"github.com/mrt-project/mrt/config"
 	"github.com/mrt-project/mrt/control"
+	"github.com/mrt-project/mrt/internal/userns"
 )
 
 const ctlUsage = `Usage:
@@ -30,7 +31,7 @@ Flags:
 
 // ctlCommand runs status, scale or restart against a running daemon.
 func ctlCommand(name string, args []string, stdout, stderr io.Writer) int {
-	cfg, err := config.Default(os.Geteuid(), os.Getenv)
+	cfg, err := config.Default(userns.EUID(), os.Getenv)
 	if err != nil {
 		return fail(stderr, err)
 	}

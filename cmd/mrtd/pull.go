@@ -23,6 +23,7 @@ import (
 	"github.com/mrt-project/mrt/config"
 	"github.com/mrt-project/mrt/image"
 	"github.com/mrt-project/mrt/internal/systemd"
+	"github.com/mrt-project/mrt/internal/userns"
 )
 
 const pullUsage = `Usage: mrtd pull [flags] REF
@@ -40,7 +41,7 @@ Flags:
 
 // pullCommand runs mrtd pull.
 func pullCommand(args []string, stdout, stderr io.Writer) int {
-	cfg, err := config.Default(os.Geteuid(), os.Getenv)
+	cfg, err := config.Default(userns.EUID(), os.Getenv)
 	if err != nil {
 		return fail(stderr, err)
 	}
