@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mrt-project/mrt/container"
+	"github.com/mrt-project/mrt/internal/userns"
 )
 
 // instanceLock makes sure one daemon runs an instance of a runtime dir, for
@@ -49,7 +50,7 @@ func abstractName(runtimeDir, instance string) string {
 		abs = runtimeDir
 	}
 	sum := sha256.Sum256([]byte(abs))
-	return fmt.Sprintf("@mrtd/%d/%s/%s", os.Geteuid(), hex.EncodeToString(sum[:8]), instance)
+	return fmt.Sprintf("@mrtd/%d/%s/%s", userns.EUID(), hex.EncodeToString(sum[:8]), instance)
 }
 
 // lockInstance takes the instance's locks.

@@ -16,6 +16,7 @@ import (
 	"github.com/mrt-project/mrt/config"
 	"github.com/mrt-project/mrt/container"
 	"github.com/mrt-project/mrt/image"
+	"github.com/mrt-project/mrt/internal/userns"
 )
 
 // containerOptions is the container cfg describes on rootfs: the one of
@@ -23,10 +24,11 @@ import (
 // the image's Env comes before cfg's, its WorkingDir applies unless
 // --workdir is given, and the command is its Entrypoint followed by cfg's
 // command, or by its Cmd when cfg gives none (as docker run does).
-func containerOptions(cfg config.Config, rootfs string, img *image.ImageConfig, log logr.Logger) (container.Options, error) {
+func containerOptions(cfg config.Config, e *env, log logr.Logger) (container.Options, error) {
 	uid, gid := hostIDs(cfg)
+	img := e.image
 	o := container.Options{
-		Rootfs:            rootfs,
+		Rootfs:            e.Rootfs,
 		Args:              cfg.Args,
 		Env:               cfg.Env,
 		Cwd:               cfg.Workdir,
@@ -36,13 +38,22 @@ func containerOptions(cfg config.Config, rootfs string, img *image.ImageConfig, 
 		SeccompUnconfined: cfg.Seccomp == config.SeccompUnconfined,
 		NoFile:            noFileLimit(),
 	}
-	if err := checkUser(cfg.User, thisHost()); err != nil {
-		return o, err
+	var base []string // the environment below the image's
+	if k := e.keep; k != nil {
+		// The user is the one mrtd entered its namespace for: a reload
+		// that names another takes effect on restart, as mrtd logs.
+		o.UID, o.GID = 0, 0
+		o.IDMaps = &container.IDMaps{UID: k.maps.UID, GID: k.maps.GID}
+		o.User = k.user
+		if k.user.UID != 0 {
+			base = []string{"HOME=" + k.home}
+		}
+		o.Env = append(slices.Clone(base), cfg.Env...)
 	}
 	if img == nil {
 		return o, nil
 	}
-	o.Env = append(slices.Clone(img.Env), cfg.Env...)
+	o.Env = append(append(base, img.Env...), cfg.Env...)
 	if o.Cwd == "" {
 		o.Cwd = img.WorkingDir
 	}
@@ -67,7 +78,7 @@ func containerOptions(cfg config.Config, rootfs string, img *image.ImageConfig, 
 // against the rootfs and the host: what would make every start fail is a
 // usage error before any worker starts.
 func workerTemplate(st Settings, e *env, log logr.Logger) (container.Options, error) {
-	o, err := containerOptions(st.Container, e.Rootfs, e.image, log)
+	o, err := containerOptions(st.Container, e, log)
 	if err != nil {
 		return container.Options{}, err
 	}
@@ -92,7 +103,7 @@ func workerTemplate(st Settings, e *env, log logr.Logger) (container.Options, er
 
 // tree is e's rootfs as its mounts see it.
 func (e *env) tree() tree {
-	return tree{dir: e.Rootfs, create: e.RootfsDigest != "dir", rootOwned: os.Geteuid() == 0}
+	return tree{dir: e.Rootfs, create: e.RootfsDigest != "dir", rootOwned: privileged()}
 }
 
 // addMounts adds to o the tmpfs (--tmpfs, and /var/tmp by default) and the
@@ -205,11 +216,19 @@ func checkMount(t tree, flag string, m config.Mount, uid, gid uint32, p protecte
 	case src.IsDir() != dstDir:
 		return usage("source %s is %s but %s is %s in the rootfs: mount a directory on a directory and a file on a file", m.Source, kindName(src.IsDir()), m.Destination, kindName(dstDir))
 	}
-	if os.Geteuid() == 0 {
+	_, _, inside := userns.Inside()
+	switch {
+	case privileged():
 		if err := container.CheckReadable(m.Source, uid, gid); err != nil {
 			return usage("the containers' root (host uid %d) cannot read the source: %v; make it readable by that uid, or pick another --host-uid", uid, err)
 		}
-	} else {
+	case inside:
+		// uid 0 here is the user who started mrtd, which --user is on
+		// the host; as root of this namespace, access(2) would pass.
+		if err := container.CheckReadable(m.Source, 0, 0); err != nil {
+			return usage("you cannot read the source (%v), so neither can the containers: mount something you can read", err)
+		}
+	default:
 		mode := uint32(unix.R_OK)
 		if src.IsDir() {
 			mode |= unix.X_OK

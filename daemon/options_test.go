@@ -71,7 +71,8 @@ func TestContainerOptionsImage(t *testing.T) {
 		Labels: map[string]string{"team": "preservation"},
 	}
 	cfg := config.Config{Env: []string{"B=flag"}}
-	o, err := containerOptions(cfg, "/r", img, logr.Discard())
+	e := &env{Prepared: &rootfs.Prepared{Rootfs: "/r"}, image: img}
+	o, err := containerOptions(cfg, e, logr.Discard())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +80,7 @@ func TestContainerOptionsImage(t *testing.T) {
 		t.Errorf("options %+v", o)
 	}
 	cfg.Args, cfg.Workdir = []string{"once"}, "/srv"
-	o, err = containerOptions(cfg, "/r", img, logr.Discard())
+	o, err = containerOptions(cfg, e, logr.Discard())
 	if err != nil || !slices.Equal(o.Args, []string{"/entry", "once"}) || o.Cwd != "/srv" {
 		t.Errorf("with a command and --workdir: %+v, %v", o, err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/mrt-project/mrt/config"
 	"github.com/mrt-project/mrt/container"
 	"github.com/mrt-project/mrt/image"
+	"github.com/mrt-project/mrt/internal/userns"
 	"github.com/mrt-project/mrt/rootfs"
 )
 
@@ -26,6 +27,9 @@ type env struct {
 	// image is the config of the image the rootfs comes from; nil for
 	// another source.
 	image *image.ImageConfig
+	// keep is how containers run as --user in mrtd's user namespace; nil
+	// outside it.
+	keep *keepID
 }
 
 // setup checks the host, prepares runc and the rootfs, and readies the
@@ -33,7 +37,14 @@ type env struct {
 // package rootfs come back as they are: the caller knows the flags that
 // fix them.
 func setup(ctx context.Context, cfg config.Config, log logr.Logger) (*env, error) {
-	root := os.Geteuid() == 0
+	root := privileged()
+	_, _, inside := userns.Inside()
+	if !inside && !isRootUser(cfg.User) {
+		if err := checkUser(cfg.User, thisHost()); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("--user %s: mrtd must enter its user namespace first (EnterUserNamespace)", cfg.User)
+	}
 	if root {
 		warnLoginHostUID(log, cfg.HostUID, config.PasswdPath)
 	}
@@ -62,12 +73,29 @@ func setup(ctx context.Context, cfg config.Config, log logr.Logger) (*env, error
 		img = image.NewSource(ref, imageOptions(cfg, log))
 		src = img
 	}
-	p, err := rootfs.Prepare(rootfs.Options{
+	opts := rootfs.Options{
 		Rootfs:    src,
 		Runc:      cfg.Runc,
 		CacheDir:  cfg.CacheDir,
 		RootOwned: root,
-	}, log)
+	}
+	var keep *keepID
+	if inside {
+		// The user is looked up in the tree as the image made it; the
+		// containers get a copy whose owners go through the maps. Such
+		// copies, like images' trees, are left to mrtd prune: a start
+		// that removed another --user's would make alternating users
+		// extract again every time.
+		opts.Map = func(tree string) (*rootfs.IDMap, error) {
+			k, err := planKeepID(cfg.User, tree)
+			if err != nil {
+				return nil, err
+			}
+			keep = k
+			return k.idMap(), nil
+		}
+	}
+	p, err := rootfs.Prepare(opts, log)
 	if err != nil {
 		return nil, err
 	}
@@ -77,12 +105,16 @@ func setup(ctx context.Context, cfg config.Config, log logr.Logger) (*env, error
 			return nil, err
 		}
 	}
-	rt := &container.Runtime{Runc: p.Runc, Dir: cfg.RuntimeDir, Log: log.WithName("container")}
+	rt := &container.Runtime{Runc: p.Runc, Dir: cfg.RuntimeDir, Rootless: inside, Log: log.WithName("container")}
 	if err := rt.Init(ctx); err != nil {
 		p.Close()
 		return nil, err
 	}
-	e := &env{Prepared: p, runtime: rt}
+	e := &env{Prepared: p, runtime: rt, keep: keep}
+	if keep != nil {
+		log.Info("running the command as --user in mrtd's user namespace: that uid is you on the host, container root and the other ids are your subordinate ids",
+			"user", cfg.User, "uid", keep.user.UID, "gid", keep.user.GID)
+	}
 	if img != nil {
 		ic := img.Config()
 		e.image = &ic
@@ -128,7 +160,7 @@ func RunOne(ctx context.Context, cfg config.Config, log logr.Logger, stdio Stdio
 		return -1, err
 	}
 	defer e.Close()
-	o, err := containerOptions(cfg, e.Rootfs, e.image, log)
+	o, err := containerOptions(cfg, e, log)
 	if err != nil {
 		return -1, err
 	}
@@ -147,7 +179,7 @@ func RunOne(ctx context.Context, cfg config.Config, log logr.Logger, stdio Stdio
 // hostIDs are the host uid and gid container root maps to: the caller's
 // own ids, or the unprivileged --host-uid and --host-gid for root.
 func hostIDs(cfg config.Config) (uid, gid uint32) {
-	if os.Geteuid() == 0 {
+	if privileged() {
 		return uint32(cfg.HostUID), uint32(cfg.HostGID)
 	}
 	return uint32(os.Geteuid()), uint32(os.Getegid())

@@ -43,6 +43,11 @@ func daemonCommand(args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, err)
 	}
 	log := newLogger(os.Stderr, st.Config.LogLevel, st.Config.LogFormat).WithValues("instance", st.Pool.Instance)
+	if status, entered, err := daemon.EnterUserNamespace(st.Config, log); err != nil {
+		return failDaemon(stderr, err)
+	} else if entered {
+		return status
+	}
 	cur := st
 	err = daemon.Run(context.Background(), daemon.Options{
 		Settings: daemonSettings(st),

@@ -11,6 +11,7 @@ import (
 
 	"github.com/mrt-project/mrt/config"
 	"github.com/mrt-project/mrt/container"
+	"github.com/mrt-project/mrt/internal/userns"
 )
 
 const usage = `Usage:
@@ -38,6 +39,11 @@ func main() {
 	// must fail with EPIPE, not kill mrtd and abandon its containers. A
 	// handler, unlike SIG_IGN, is not inherited by runc and the containers.
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+	// In the user namespace mrtd makes for --user, wait for its maps.
+	if err := userns.Init(); err != nil {
+		fmt.Fprintf(os.Stderr, "mrtd: %v\n", err)
+		os.Exit(exitRunFailed)
+	}
 	os.Exit(mrtd(os.Args[1:], os.Stdout, os.Stderr))
 }
 

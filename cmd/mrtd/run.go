@@ -12,6 +12,7 @@ import (
 
 	"github.com/mrt-project/mrt/config"
 	"github.com/mrt-project/mrt/daemon"
+	"github.com/mrt-project/mrt/internal/userns"
 )
 
 const runUsage = `Usage: mrtd run [flags] [--] COMMAND [ARG...]
@@ -25,7 +26,7 @@ Flags:
 `
 
 func runCommand(args []string, stdout, stderr io.Writer) int {
-	cfg, err := config.Default(os.Geteuid(), os.Getenv)
+	cfg, err := config.Default(userns.EUID(), os.Getenv)
 	if err != nil {
 		return fail(stderr, err)
 	}
@@ -44,6 +45,11 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, err)
 	}
 	log := newLogger(os.Stderr, cfg.LogLevel, cfg.LogFormat)
+	if status, entered, err := daemon.EnterUserNamespace(cfg, log); err != nil {
+		return fail(stderr, err)
+	} else if entered {
+		return status
+	}
 
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, unix.SIGINT, unix.SIGTERM)
