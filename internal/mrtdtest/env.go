@@ -236,7 +236,12 @@ func (e *Env) Run(t testing.TB, d Dirs, args ...string) Result {
 // RunBin runs bin to completion.
 func (e *Env) RunBin(t testing.TB, ctx context.Context, bin string, d Dirs, args ...string) Result {
 	t.Helper()
-	cmd := e.Command(ctx, bin, d, args...)
+	return RunCmd(t, e.Command(ctx, bin, d, args...))
+}
+
+// RunCmd runs a prepared command to completion.
+func RunCmd(t testing.TB, cmd *exec.Cmd) Result {
+	t.Helper()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -244,7 +249,7 @@ func (e *Env) RunBin(t testing.TB, ctx context.Context, bin string, d Dirs, args
 	if err != nil {
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) {
-			t.Fatalf("mrtd %v: %v", args, err)
+			t.Fatalf("%v: %v", cmd.Args, err)
 		}
 		r.Code = ee.ExitCode()
 	}
