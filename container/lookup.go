@@ -55,6 +55,12 @@ func (r *Root) open(p string, flags int) (*os.File, error) {
 	return os.NewFile(uintptr(fd), p), nil
 }
 
+// Open opens the file p (absolute inside the root) for reading, its
+// symlinks resolved as if the root were /.
+func (r *Root) Open(p string) (*os.File, error) {
+	return r.open(p, unix.O_RDONLY)
+}
+
 // Stat returns the file p (absolute inside the root) resolves to.
 func (r *Root) Stat(p string) (fs.FileInfo, error) {
 	f, err := r.open(p, unix.O_PATH)

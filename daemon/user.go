@@ -116,16 +116,6 @@ func EnterUserNamespace(cfg config.Config, log logr.Logger) (status int, entered
 	if err := checkUser(cfg.User, h); err != nil {
 		return 0, false, err
 	}
-	subUID, _, err := userns.SubIDs(h.subuid, h.name, uint32(h.uid))
-	if err != nil {
-		return 0, false, err
-	}
-	subGID, _, err := userns.SubIDs(h.subgid, h.name, uint32(h.uid))
-	if err != nil {
-		return 0, false, err
-	}
-	newuidmap, _ := h.lookPath("newuidmap")
-	newgidmap, _ := h.lookPath("newgidmap")
 	if _, err := os.Stat(cfg.RuntimeDir); err == nil {
 		rt := &container.Runtime{Dir: cfg.RuntimeDir, Log: log.WithName("container")}
 		if n, err := rt.KillStale(); err != nil {
@@ -134,13 +124,52 @@ func EnterUserNamespace(cfg config.Config, log logr.Logger) (status int, entered
 			log.Info("killed containers a previous mrtd left running", "containers", n)
 		}
 	}
-	status, err = userns.Enter(userns.EnterOptions{
+	status, err = enter(h)
+	return status, true, err
+}
+
+// EnterUserNamespaceToPrune runs this mrtd again inside its own user
+// namespace, as EnterUserNamespace does, for mrtd prune: only there can it
+// remove the trees made for --user, whose files belong to subordinate ids.
+// It does nothing (entered false) inside the namespace already, when the
+// cache holds no such tree, or when the host cannot make the namespace
+// (then mrtd prune leaves those trees and says so).
+func EnterUserNamespaceToPrune(cacheDir string) (status int, entered bool, err error) {
+	if _, _, inside := userns.Inside(); inside || privileged() {
+		return 0, false, nil
+	}
+	c := &rootfs.Cache{Dir: cacheDir}
+	mapped := false
+	for _, p := range c.Entries() {
+		mapped = mapped || c.MappedKey(p) != ""
+	}
+	h := thisHost()
+	if !mapped || checkUser("1", h) != nil {
+		return 0, false, nil
+	}
+	status, err = enter(h)
+	return status, true, err
+}
+
+// enter runs this mrtd again in a new user namespace with the host user's
+// subordinate ranges, and returns the status it exited with.
+func enter(h idHost) (int, error) {
+	subUID, _, err := userns.SubIDs(h.subuid, h.name, uint32(h.uid))
+	if err != nil {
+		return 0, err
+	}
+	subGID, _, err := userns.SubIDs(h.subgid, h.name, uint32(h.uid))
+	if err != nil {
+		return 0, err
+	}
+	newuidmap, _ := h.lookPath("newuidmap")
+	newgidmap, _ := h.lookPath("newgidmap")
+	return userns.Enter(userns.EnterOptions{
 		UID: uint32(h.uid), GID: uint32(h.gid),
 		SubUID: subUID, SubGID: subGID,
 		NewUIDMap: newuidmap, NewGIDMap: newgidmap,
 		Args: os.Args, Env: os.Environ(),
 	})
-	return status, true, err
 }
 
 // keepID is how containers run as --user inside mrtd's user namespace: the
@@ -219,7 +248,8 @@ func (k *keepID) idMap() *rootfs.IDMap {
 // the tree's /etc/passwd and /etc/group as runc and Docker do: a name must
 // be there; a uid that is not gets gid 0 and home /.
 func lookupUser(spec, tree string) (*muser.ExecUser, error) {
-	root, err := os.OpenRoot(tree)
+	// Symlinks in the tree resolve inside it, as in the container.
+	root, err := container.OpenRoot(tree)
 	if err != nil {
 		return nil, err
 	}
@@ -234,12 +264,12 @@ func lookupUser(spec, tree string) (*muser.ExecUser, error) {
 		}
 		return f, func() { f.Close() }, nil
 	}
-	passwd, closeP, err := open("etc/passwd")
+	passwd, closeP, err := open("/etc/passwd")
 	if err != nil {
 		return nil, err
 	}
 	defer closeP()
-	group, closeG, err := open("etc/group")
+	group, closeG, err := open("/etc/group")
 	if err != nil {
 		return nil, err
 	}

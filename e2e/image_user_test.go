@@ -72,6 +72,29 @@ func TestImageUser(t *testing.T) {
 		}
 		mrtdtest.AssertClean(t, d)
 	})
+	t.Run("prune", func(t *testing.T) {
+		mapped := func() []string {
+			m, _ := filepath.Glob(filepath.Join(d.Cache, "rootfs", "*+*"))
+			return m
+		}
+		if len(mapped()) == 0 {
+			t.Fatal("no tree made for --user in the cache")
+		}
+		if e.Dropped {
+			// Without subordinate ids, mrtd prune cannot remove them, and
+			// says so.
+			r := e.Run(t, d, "prune", "--cache-dir", d.Cache, "--runtime-dir", d.Runtime)
+			if r.Code != 0 || !strings.Contains(r.Stdout, "trees made for --user") || len(mapped()) == 0 {
+				t.Fatalf("mrtd prune without subordinate ids: status %d, stdout %q, trees %v; want 0, a line about the trees made for --user, and the trees kept", r.Code, r.Stdout, mapped())
+			}
+		}
+		c := e.Command(context.Background(), e.Mrtd, d, "prune", "--cache-dir", d.Cache, "--runtime-dir", d.Runtime)
+		e.WithSubIDs(t, c)
+		r := mrtdtest.RunCmd(t, c)
+		if r.Code != 0 || len(mapped()) != 0 || !strings.Contains(r.Stdout, "removed") {
+			t.Fatalf("mrtd prune with subordinate ids: status %d, stdout %q, stderr %q, trees left %v; want 0 and every tree removed", r.Code, r.Stdout, r.Stderr, mapped())
+		}
+	})
 	t.Run("pool and kill -9", func(t *testing.T) {
 		pd := e.NewDirs(t)
 		start := func() *mrtdtest.Daemon {

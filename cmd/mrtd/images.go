@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -16,7 +17,9 @@ import (
 	"github.com/go-logr/logr"
 
 	"github.com/mrt-project/mrt/config"
+	"github.com/mrt-project/mrt/daemon"
 	"github.com/mrt-project/mrt/image"
+	"github.com/mrt-project/mrt/internal/userns"
 	"github.com/mrt-project/mrt/rootfs"
 )
 
@@ -44,7 +47,7 @@ Flags:
 
 // imagesCommand runs mrtd images, and mrtd prune when prune is set.
 func imagesCommand(prune bool, args []string, stdout, stderr io.Writer) int {
-	cfg, err := config.Default(os.Geteuid(), os.Getenv)
+	cfg, err := config.Default(userns.EUID(), os.Getenv)
 	if err != nil {
 		return fail(stderr, err)
 	}
@@ -72,9 +75,19 @@ func imagesCommand(prune bool, args []string, stdout, stderr io.Writer) int {
 	if cfg.CacheDir == "" {
 		return fail(stderr, &config.UsageError{Err: errors.New("no cache dir: set HOME or XDG_CACHE_HOME, or pass --cache-dir")})
 	}
+	if prune {
+		// Trees made for --user belong to subordinate ids: only mrtd's
+		// own user namespace can remove them.
+		if status, entered, err := daemon.EnterUserNamespaceToPrune(cfg.CacheDir); err != nil {
+			return fail(stderr, err)
+		} else if entered {
+			return status
+		}
+	}
 	// What was removed is printed: the cache's own log lines would say it
 	// twice.
-	trees := &rootfs.Cache{Dir: cfg.CacheDir, Log: logr.Discard()}
+	_, _, inside := userns.Inside()
+	trees := &rootfs.Cache{Dir: cfg.CacheDir, MappedTrees: inside, Log: logr.Discard()}
 	blobs := filepath.Join(cfg.CacheDir, "images")
 	h := holders{runtimeDir: cfg.RuntimeDir, proc: "/proc"}
 	if prune {
@@ -146,8 +159,11 @@ func printPruned(w io.Writer, p *image.Pruned, h holders) {
 	}
 	for _, img := range p.Kept {
 		why := "a pull of it is under way"
-		if img.InUse {
+		switch {
+		case img.InUse:
 			why = "in use by " + usedBy(img, h)
+		case slices.Contains(p.KeptMapped, img.Digest):
+			why = "it has trees made for --user, which only mrtd's user namespace can remove: run mrtd prune where newuidmap works and you have subordinate ids"
 		}
 		fmt.Fprintf(w, "kept %s %s: %s\n", refsOf(img), shortDigest(img.Digest), why)
 	}
