@@ -43,6 +43,10 @@ type Config struct {
 	// TLSVerify false allows a registry over plain HTTP or with an
 	// unverified certificate.
 	TLSVerify bool
+	// AuthFile, when set, is the Podman-style auth file read first for
+	// registry credentials, in place of $REGISTRY_AUTH_FILE (--authfile,
+	// which mrtd login --authfile writes); "" reads the default ones.
+	AuthFile string
 	// MaxImageSize bounds what flattening an image may write, against
 	// decompression bombs: a size such as 8G.
 	MaxImageSize string
@@ -167,6 +171,19 @@ func (c *Config) Validate() error {
 	}
 	if c.Platform != "" && !validPlatform(c.Platform) {
 		return usagef("--platform %q: use os/arch or os/arch/variant, such as linux/amd64 or linux/arm64/v8", c.Platform)
+	}
+	if c.AuthFile != "" {
+		// Checked now, not at the first pull: a mistyped path would
+		// otherwise fall back to the default files unnoticed.
+		fi, err := os.Stat(c.AuthFile)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			return usagef("--authfile %s does not exist: create it with `mrtd login --authfile %s HOST`, or fix the path", c.AuthFile, c.AuthFile)
+		case err != nil:
+			return usagef("--authfile %s: %v", c.AuthFile, errors.Unwrap(err))
+		case fi.IsDir():
+			return usagef("--authfile %s is a directory: pass the auth file (such as %s)", c.AuthFile, filepath.Join(c.AuthFile, "auth.json"))
+		}
 	}
 	switch c.Seccomp {
 	case SeccompDefault, SeccompUnconfined:

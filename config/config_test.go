@@ -38,7 +38,9 @@ func TestValidate(t *testing.T) {
 	dir := t.TempDir()
 	archive := filepath.Join(dir, "img.tar.zst")
 	notArchive := filepath.Join(dir, "notes.txt")
+	authFile := filepath.Join(dir, "auth.json")
 	os.WriteFile(archive, nil, 0o644)
+	os.WriteFile(authFile, []byte(`{"auths":{}}`), 0o600)
 	os.WriteFile(notArchive, nil, 0o644)
 	valid := func() Config {
 		c, _ := Default(1000, func(k string) string { return map[string]string{"HOME": "/home/u"}[k] })
@@ -85,6 +87,10 @@ func TestValidate(t *testing.T) {
 		{"platform without arch", func(c *Config) { c.Platform = "linux" }, "--platform"},
 		{"max image size", func(c *Config) { c.MaxImageSize = "500M" }, ""},
 		{"max image size not a size", func(c *Config) { c.MaxImageSize = "lots" }, "--max-image-size"},
+		{"authfile", func(c *Config) { c.AuthFile = authFile }, ""},
+		{"authfile missing", func(c *Config) { c.AuthFile = filepath.Join(dir, "none.json") },
+			"--authfile " + filepath.Join(dir, "none.json") + " does not exist: create it with `mrtd login --authfile"},
+		{"authfile a directory", func(c *Config) { c.AuthFile = dir }, "--authfile " + dir + " is a directory"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := valid()

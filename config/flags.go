@@ -56,6 +56,7 @@ func containerFlags(fs *flag.FlagSet, cfg *Config, env *StringList) {
 	fs.StringVar(&cfg.Pull, "pull", cfg.Pull, "pull the image `missing` from the cache, always, or never (the cache only)")
 	fs.StringVar(&cfg.Platform, "platform", cfg.Platform, "the `os/arch[/variant]` to pull from a multi-platform image (default: this host's)")
 	fs.BoolVar(&cfg.TLSVerify, "tls-verify", cfg.TLSVerify, "verify the registry's TLS certificate; false also allows plain HTTP")
+	fs.StringVar(&cfg.AuthFile, "authfile", cfg.AuthFile, "read registry credentials from the auth `FILE` first, in place of $REGISTRY_AUTH_FILE (mrtd login --authfile writes it)")
 	fs.StringVar(&cfg.MaxImageSize, "max-image-size", cfg.MaxImageSize, "the most an image may unpack to, against decompression bombs: a `SIZE` such as 8G")
 	fs.StringVar(&cfg.User, "user", cfg.User, "run the command as `UID[:GID]` or NAME of the image; 0 or root is container root, which is you (default: the image's USER, run as container root)")
 	fs.StringVar(&cfg.Runc, "runc", cfg.Runc, "use the runc binary at `PATH` instead of the embedded one")

@@ -139,3 +139,86 @@ func isUsage(err error) bool {
 	var u *UsageError
 	return errors.As(err, &u)
 }
+
+// TestSettingsAuthFile sets authfile by flag, MRTD_AUTHFILE and the config
+// file, each over the next, for the pool and mrtd run.
+func TestSettingsAuthFile(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{}
+	for _, name := range []string{"flag", "env", "file"} {
+		files[name] = filepath.Join(dir, name+".json")
+		os.WriteFile(files[name], []byte(`{"auths":{}}`), 0o600)
+	}
+	conf := filepath.Join(dir, "config.toml")
+	os.WriteFile(conf, []byte("authfile = \""+files["file"]+"\"\n"), 0o644)
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		env      map[string]string
+		want     string
+		wantFrom string
+	}{
+		{"default", nil, nil, "", ""},
+		{"file", []string{"--config", conf}, nil, files["file"], "file " + conf},
+		{"env over file", []string{"--config", conf}, map[string]string{"MRTD_AUTHFILE": files["env"]}, files["env"], "env MRTD_AUTHFILE"},
+		{"flag over env", []string{"--config", conf, "--authfile", files["flag"]}, map[string]string{"MRTD_AUTHFILE": files["env"]}, files["flag"], "flag"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := map[string]string{"HOME": dir}
+			for k, v := range tc.env {
+				env[k] = v
+			}
+			st, err := LoadSettings(tc.args, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Config.AuthFile != tc.want || st.Sources["authfile"] != tc.wantFrom {
+				t.Errorf("authfile = %q from %q, want %q from %q", st.Config.AuthFile, st.Sources["authfile"], tc.want, tc.wantFrom)
+			}
+			var b strings.Builder
+			st.Print(&b)
+			if !strings.Contains(b.String(), `authfile       = "`+tc.want+`"`) {
+				t.Errorf("mrtd config output lacks authfile %q:\n%s", tc.want, b.String())
+			}
+		})
+	}
+
+	missing := filepath.Join(dir, "none.json")
+	badConf := filepath.Join(dir, "missing.toml")
+	os.WriteFile(badConf, []byte("authfile = \""+missing+"\"\n"), 0o644)
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+	}{
+		{"flag", []string{"--authfile", missing}, nil},
+		{"env", nil, map[string]string{"MRTD_AUTHFILE": missing}},
+		{"file", []string{"--config", badConf}, nil},
+	} {
+		t.Run("missing by "+tc.name, func(t *testing.T) {
+			env := map[string]string{"HOME": dir}
+			for k, v := range tc.env {
+				env[k] = v
+			}
+			_, err := LoadSettings(tc.args, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+			want := "--authfile " + missing + " does not exist"
+			if err == nil || !strings.Contains(err.Error(), want) || !isUsage(err) {
+				t.Fatalf("error %v, want a usage error containing %q", err, want)
+			}
+		})
+	}
+
+	// mrtd run has the flag too.
+	cfg, err := Default(1000, func(k string) string { return map[string]string{"HOME": dir}[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var envList StringList
+	fs := RunFlags(&cfg, &envList)
+	if err := ParseFlags(fs, []string{"--authfile", files["flag"], "--image", "debian"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil || cfg.AuthFile != files["flag"] {
+		t.Errorf("mrtd run --authfile: %q, %v; want %q", cfg.AuthFile, err, files["flag"])
+	}
+}

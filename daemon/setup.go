@@ -132,6 +132,7 @@ func imageOptions(cfg config.Config, log logr.Logger) image.Options {
 		Platform: cfg.Platform,
 		Insecure: !cfg.TLSVerify,
 		MaxSize:  maxSize,
+		AuthFile: cfg.AuthFile,
 		Log:      log.WithName("image"),
 	}
 }

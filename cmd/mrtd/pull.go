@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mrt-project/mrt/config"
+	"github.com/mrt-project/mrt/daemon"
 	"github.com/mrt-project/mrt/image"
 	"github.com/mrt-project/mrt/internal/systemd"
 	"github.com/mrt-project/mrt/internal/userns"
@@ -49,8 +49,7 @@ func pullCommand(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.CacheDir, "cache-dir", cfg.CacheDir, "the cache `DIR`; images go to DIR/images")
 	fs.StringVar(&cfg.Platform, "platform", cfg.Platform, "the `os/arch[/variant]` to pull from a multi-platform image (default: this host's)")
 	fs.BoolVar(&cfg.TLSVerify, "tls-verify", cfg.TLSVerify, "verify the registry's TLS certificate; false also allows plain HTTP")
-	var authFile string
-	fs.StringVar(&authFile, "authfile", "", "read registry credentials from the auth `FILE` first, in place of $REGISTRY_AUTH_FILE (mrtd login --authfile writes it)")
+	fs.StringVar(&cfg.AuthFile, "authfile", cfg.AuthFile, "read registry credentials from the auth `FILE` first, in place of $REGISTRY_AUTH_FILE (mrtd login --authfile writes it)")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "`auto`, journal, console or json")
 	if err := config.ParseFlags(fs, args); errors.Is(err, config.ErrHelp) {
@@ -63,26 +62,16 @@ func pullCommand(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() != 1 {
 		return fail(stderr, &config.UsageError{Err: errors.New("mrtd pull takes one image reference (see `mrtd pull --help`)")})
 	}
-	ref, err := image.Parse(fs.Arg(0))
-	if err != nil {
-		return fail(stderr, &config.UsageError{Err: err})
-	}
+	cfg.Image = fs.Arg(0)
 	if cfg.CacheDir == "" {
 		return fail(stderr, &config.UsageError{Err: errors.New("no cache dir: set HOME or XDG_CACHE_HOME, or pass --cache-dir")})
 	}
 	disp, log := newPullDisplay(os.Stderr, isTerminal(os.Stderr), systemd.StderrIsJournal(), os.Getenv("TERM"), cfg)
 	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM)
 	defer stop()
-	// The options of the daemon's starts (blobs in <cache-dir>/images),
-	// with --authfile, which they do not take.
-	digest, err := image.Pull(ctx, ref, image.Options{
-		Dir:      filepath.Join(cfg.CacheDir, "images"),
-		Platform: cfg.Platform,
-		Insecure: !cfg.TLSVerify,
-		AuthFile: authFile,
-		Progress: disp.progress,
-		Log:      log.WithName("image"),
-	})
+	// The image options of mrtd run and the pool: what this pulls, their
+	// starts find in the cache.
+	digest, err := daemon.Pull(ctx, cfg, log, disp.progress)
 	disp.finish(err)
 	if err != nil {
 		return fail(stderr, err)
