@@ -116,5 +116,14 @@ func TestImageLoginTLS(t *testing.T) {
 		t.Errorf("%s after logout still has %s:\n%s", authFile, reg.Addr, data)
 	}
 	wantOneLine(t, "run --pull always after logout", run("--pull", "always"), "mrtd login "+reg.Addr)
+
+	// --authfile: read in place of the default files, which have nothing now.
+	other := filepath.Join(d.Home, "other-auth.json")
+	wantOneLine(t, "run --authfile before login", run("--authfile", other), "--authfile "+other+" does not exist")
+	r = login(t, e, d, password+"\n", "--authfile", other, "--username", user, "--password-stdin", reg.Addr)
+	if r.Code != 0 {
+		t.Fatalf("mrtd login --authfile: exit status %d, stdout %q, stderr %q", r.Code, r.Stdout, r.Stderr)
+	}
+	wantOutput(t, run("--pull", "always", "--authfile", other), "from-image\n")
 	mrtdtest.AssertClean(t, d)
 }
