@@ -70,7 +70,15 @@ type Config struct {
 	Hostname string
 	// Tmpfs are the --tmpfs DST[:OPTIONS] mounts, besides the default
 	// ones (/tmp, /run and /var/tmp); see ParseTmpfs.
-	Tmpfs    []string
+	Tmpfs []string
+	// Init runs a minimal init, which mrtd carries, as the container's
+	// pid 1: it forwards signals to the command, reaps orphans and exits
+	// with the command's status (--init, as docker run --init).
+	Init bool
+	// Limits are the resource limits of the command: rlimits, OOM score
+	// and nice value, which need no cgroups, and memory, CPU and pids
+	// limits, which need a delegated cgroup v2 subtree (see limits.go).
+	Limits
 	LogLevel string
 	// LogFormat is auto, journal, console or json.
 	LogFormat string
@@ -231,6 +239,9 @@ func (c *Config) Validate() error {
 			return usagef("--runc %s is not an executable file", c.Runc)
 		}
 	}
+	if err := c.Limits.Validate(); err != nil {
+		return err
+	}
 	if _, err := c.RootfsKind(); err != nil {
 		return err
 	}
@@ -279,6 +290,8 @@ type Pool struct {
 	BackoffMax  time.Duration
 	// MetricsAddr, when set, serves Prometheus metrics at /metrics.
 	MetricsAddr string
+	// Health is the workers' health check (see health.go).
+	Health Health
 }
 
 // MaxWorkers is the largest pool mrtd runs on one host.
@@ -300,6 +313,7 @@ func DefaultPool() Pool {
 		StopTimeout: 10 * time.Second,
 		BackoffMin:  100 * time.Millisecond,
 		BackoffMax:  time.Minute,
+		Health:      DefaultHealth(),
 	}
 }
 
@@ -518,5 +532,5 @@ func (p *Pool) Validate() error {
 			return err
 		}
 	}
-	return nil
+	return p.Health.Validate()
 }

@@ -42,6 +42,7 @@ func daemonFlags(s *Settings, lists map[string]*StringList) *flag.FlagSet {
 	env, mounts := &StringList{}, &StringList{}
 	lists["env"], lists["mount"] = env, mounts
 	lists["tmpfs"] = (*StringList)(&s.Config.Tmpfs)
+	lists["ulimit"] = (*StringList)(&s.Config.Limits.Ulimits)
 	containerFlags(fs, &s.Config, env)
 	pc := &s.Pool
 	fs.IntVar(&pc.Workers, "workers", pc.Workers, fmt.Sprintf("how many worker containers to keep running (1 to %d)", MaxWorkers))
@@ -53,6 +54,12 @@ func daemonFlags(s *Settings, lists map[string]*StringList) *flag.FlagSet {
 	fs.DurationVar(&pc.StopTimeout, "stop-timeout", pc.StopTimeout, "how long workers get to stop before SIGKILL")
 	fs.DurationVar(&pc.BackoffMin, "backoff-min", pc.BackoffMin, "first restart delay of a failing worker")
 	fs.DurationVar(&pc.BackoffMax, "backoff-max", pc.BackoffMax, "longest restart delay")
+	h := &pc.Health
+	fs.StringVar(&h.Cmd, "health-cmd", h.Cmd, "check each worker's health by running `COMMAND` in it (sh -c COMMAND, or a JSON array as argv); default the image's HEALTHCHECK, if any")
+	fs.DurationVar(&h.Interval, "health-interval", h.Interval, "time between health checks")
+	fs.DurationVar(&h.Timeout, "health-timeout", h.Timeout, "how long a health check may run before it counts as failed")
+	fs.IntVar(&h.Retries, "health-retries", h.Retries, "failed health checks in a row that restart a worker as unhealthy")
+	fs.DurationVar(&h.StartPeriod, "health-start-period", h.StartPeriod, "time after a worker starts during which failed checks do not count")
 	fs.StringVar(&pc.MetricsAddr, "metrics-addr", pc.MetricsAddr, "serve Prometheus metrics at http://`ADDR`/metrics, for example 127.0.0.1:9464 (off by default)")
 	fs.StringVar(&s.ConfigPath, "config", s.ConfigPath, "read settings from the TOML `FILE` (keys are these flags' names, plus command = [...] and [worker.N] env = [...]); default "+defaultConfigHint())
 	return fs
@@ -247,15 +254,15 @@ func (s *Settings) Print(w io.Writer) {
 		if src == "" {
 			src = "default"
 		}
-		fmt.Fprintf(w, "%-14s = %-40q # %s\n", fl.Name, fl.Value.String(), src)
+		fmt.Fprintf(w, "%-19s = %-40q # %s\n", fl.Name, fl.Value.String(), src)
 	})
 	src := s.Sources["command"]
 	if src == "" {
 		src = "default"
 	}
-	fmt.Fprintf(w, "%-14s = %-40q # %s\n", "command", strings.Join(s.Config.Args, " "), src)
+	fmt.Fprintf(w, "%-19s = %-40q # %s\n", "command", strings.Join(s.Config.Args, " "), src)
 	for _, i := range sortedWorkerKeys(s.Workers) {
-		fmt.Fprintf(w, "worker.%-7d = env %q # file %s\n", i, s.Workers[i].Env, s.ConfigPath)
+		fmt.Fprintf(w, "worker.%-12d = env %q # file %s\n", i, s.Workers[i].Env, s.ConfigPath)
 	}
 	if s.ConfigPath != "" {
 		fmt.Fprintf(w, "# config file: %s\n", s.ConfigPath)

@@ -177,7 +177,7 @@ func TestSettingsAuthFile(t *testing.T) {
 			}
 			var b strings.Builder
 			st.Print(&b)
-			if !strings.Contains(b.String(), `authfile       = "`+tc.want+`"`) {
+			if !strings.Contains(b.String(), `authfile            = "`+tc.want+`"`) {
 				t.Errorf("mrtd config output lacks authfile %q:\n%s", tc.want, b.String())
 			}
 		})
