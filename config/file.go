@@ -31,7 +31,13 @@ type WorkerFile struct {
 	// Env is added to (and overrides) the pool's environment for this
 	// worker.
 	Env []string
+	// WorkerLimits are ulimit, nice and oom-score-adj for this worker
+	// alone (see limits.go).
+	WorkerLimits
 }
+
+// workerKeys are the keys of a [worker.N] section and their kinds.
+var workerKeys = map[string]Kind{"env": KindList, "ulimit": KindList, "nice": KindInt, "oom-score-adj": KindInt}
 
 // Kind is the TOML type a key's value must have.
 type Kind int
@@ -144,14 +150,27 @@ func (f *File) loadWorkers(v any) error {
 		}
 		var w WorkerFile
 		for k, v := range section {
-			if k != "env" {
-				return f.errorf(append(at, k), "unknown key %q in [worker.%s]: only env may be set per worker", k, name)
+			kind, ok := workerKeys[k]
+			if !ok {
+				return f.errorf(append(at, k), "unknown key %q in [worker.%s]: only env, ulimit, nice and oom-score-adj may be set per worker", k, name)
 			}
-			vals, err := f.values(append(at, k), KindList, v)
+			vals, err := f.values(append(at, k), kind, v)
 			if err != nil {
 				return err
 			}
-			w.Env = vals
+			if err := checkWorkerLimit("[worker."+name+"] "+k, k, vals); err != nil {
+				return f.errorf(append(at, k), "%v", err)
+			}
+			switch k {
+			case "env":
+				w.Env = vals
+			case "ulimit":
+				w.Ulimits = vals
+			case "nice":
+				w.Nice = vals[0]
+			case "oom-score-adj":
+				w.OOMScoreAdj = vals[0]
+			}
 		}
 		f.Workers[i] = w
 	}

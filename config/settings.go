@@ -61,7 +61,7 @@ func daemonFlags(s *Settings, lists map[string]*StringList) *flag.FlagSet {
 	fs.IntVar(&h.Retries, "health-retries", h.Retries, "failed health checks in a row that restart a worker as unhealthy")
 	fs.DurationVar(&h.StartPeriod, "health-start-period", h.StartPeriod, "time after a worker starts during which failed checks do not count")
 	fs.StringVar(&pc.MetricsAddr, "metrics-addr", pc.MetricsAddr, "serve Prometheus metrics at http://`ADDR`/metrics, for example 127.0.0.1:9464 (off by default)")
-	fs.StringVar(&s.ConfigPath, "config", s.ConfigPath, "read settings from the TOML `FILE` (keys are these flags' names, plus command = [...] and [worker.N] env = [...]); default "+defaultConfigHint())
+	fs.StringVar(&s.ConfigPath, "config", s.ConfigPath, "read settings from the TOML `FILE` (keys are these flags' names, plus command = [...] and [worker.N] sections of env, ulimit, nice and oom-score-adj); default "+defaultConfigHint())
 	return fs
 }
 
@@ -262,7 +262,8 @@ func (s *Settings) Print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "%-19s = %-40q # %s\n", "command", strings.Join(s.Config.Args, " "), src)
 	for _, i := range sortedWorkerKeys(s.Workers) {
-		fmt.Fprintf(w, "worker.%-12d = env %q # file %s\n", i, s.Workers[i].Env, s.ConfigPath)
+		wf := s.Workers[i]
+		fmt.Fprintf(w, "worker.%-12d = env %q%s # file %s\n", i, wf.Env, wf.WorkerLimits.describe(), s.ConfigPath)
 	}
 	if s.ConfigPath != "" {
 		fmt.Fprintf(w, "# config file: %s\n", s.ConfigPath)
