@@ -50,7 +50,7 @@ func reload(ctx context.Context, log logr.Logger, cur Settings, load func() (Set
 			log.Error(err, "scaling down on reload")
 		}
 	}
-	restarted := pl.Reconfigure(tmpl, workerEnv(next.Workers))
+	restarted := pl.Reconfigure(tmpl, workerEnv(next.Workers), nil)
 	if n > pl.Desired() {
 		scaled(n)
 		if err := pl.Scale(ctx, n); err != nil {

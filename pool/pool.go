@@ -31,7 +31,10 @@ type Config struct {
 	// and the MRTD_WORKER and MRTD_INSTANCE variables are set per worker.
 	Template container.Options
 	// WorkerEnv adds environment entries for single workers, by index.
-	WorkerEnv   map[int][]string
+	WorkerEnv map[int][]string
+	// PerWorker, when set, is applied to each worker's container after
+	// the defaults above; see PerWorker.
+	PerWorker   PerWorker
 	StopSignal  unix.Signal
 	StopTimeout time.Duration
 	// Restart is the restart policy; RestartAlways when empty.
@@ -43,6 +46,23 @@ type Config struct {
 	// called synchronously and must not block.
 	Hook func(Event)
 }
+
+// PerWorker makes worker i's container from o, the template with the
+// pool's defaults applied (Hostname, WorkerEnv[i], MRTD_WORKER and
+// MRTD_INSTANCE), by changing o in place. It is the one place where the
+// workers' containers are made to differ beyond those defaults: the
+// daemon renders templated env values and mount sources there, and
+// per-worker settings belong there too.
+//
+// It must be deterministic, the same i and o giving the same options:
+// Reconfigure restarts exactly the workers whose options changed
+// (reflect.DeepEqual). o.Env is the worker's own copy; o's other slices
+// share their arrays with the template, so replace them (slices.Clone)
+// rather than change their elements. It is called with the pool's lock
+// held and must not call the pool. An error
+// fails that worker's starts (logged as a failed start, with backoff)
+// until a Reconfigure brings options that work; the other workers run.
+type PerWorker func(i int, o *container.Options) error
 
 // Pool is N workers under one supervisor.
 type Pool struct {
@@ -139,32 +159,41 @@ func ContainerID(instance string, index int) string {
 func (p *Pool) newWorker(i int) *worker {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	w := &worker{index: i, id: ContainerID(p.cfg.Instance, i), opts: p.options(i), pool: p, log: p.log}
+	w := &worker{index: i, id: ContainerID(p.cfg.Instance, i), pool: p, log: p.log}
+	w.opts, w.optsErr = p.options(i)
 	p.workers[i] = w
 	return w
 }
 
-// options is worker i's container, from the current configuration. The
-// caller holds p.mu.
-func (p *Pool) options(i int) container.Options {
+// options is worker i's container, from the current configuration: the
+// template, the defaults, then PerWorker. When PerWorker fails it returns
+// its error and no options. The caller holds p.mu.
+func (p *Pool) options(i int) (container.Options, error) {
 	id := ContainerID(p.cfg.Instance, i)
 	o := p.cfg.Template
 	o.Hostname = id
 	o.Env = append(append([]string(nil), o.Env...), p.cfg.WorkerEnv[i]...)
 	o.Env = append(o.Env, "MRTD_WORKER="+strconv.Itoa(i), "MRTD_INSTANCE="+p.cfg.Instance)
-	return o
+	if p.cfg.PerWorker != nil {
+		if err := p.cfg.PerWorker(i, &o); err != nil {
+			return container.Options{}, fmt.Errorf("worker %d: %w", i, err)
+		}
+	}
+	return o, nil
 }
 
-// Reconfigure changes the workers' container template and per-worker
-// environments. Workers whose container changes are restarted with the new
-// one; the others keep running untouched. It returns the indexes restarted.
-func (p *Pool) Reconfigure(template container.Options, workerEnv map[int][]string) []int {
+// Reconfigure changes the workers' container template, per-worker
+// environments and PerWorker hook. Workers whose container changes (or
+// whose PerWorker error does) are restarted with the new one; the others
+// keep running untouched. It returns the indexes restarted.
+func (p *Pool) Reconfigure(template container.Options, workerEnv map[int][]string, perWorker PerWorker) []int {
 	p.mu.Lock()
-	p.cfg.Template, p.cfg.WorkerEnv = template, workerEnv
+	p.cfg.Template, p.cfg.WorkerEnv, p.cfg.PerWorker = template, workerEnv, perWorker
 	var changed []int
 	for i, w := range p.workers {
-		if o := p.options(i); !reflect.DeepEqual(o, w.opts) {
-			w.opts = o
+		o, err := p.options(i)
+		if !reflect.DeepEqual(o, w.opts) || errText(err) != errText(w.optsErr) {
+			w.opts, w.optsErr = o, err
 			changed = append(changed, i)
 		}
 	}
@@ -289,6 +318,14 @@ func (p *Pool) usable(rootfs string) error {
 		}
 	}
 	return nil
+}
+
+// errText is err's message, "" for nil.
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
 
 func unwrapPath(err error) error {

@@ -212,7 +212,7 @@ func TestReconfigure(t *testing.T) {
 		{"the template", withArgs(same, "/bin/serve", "--port", "81"), map[int][]string{1: {"ROLE=b"}, 2: {"ROLE=c"}}, []int{0, 1, 2}},
 	}
 	for _, step := range steps {
-		got := f.pool.Reconfigure(step.template, step.workerEnv)
+		got := f.pool.Reconfigure(step.template, step.workerEnv, nil)
 		if !slices.Equal(got, step.restarted) {
 			t.Errorf("%s: Reconfigure restarted %v, want %v", step.name, got, step.restarted)
 		}

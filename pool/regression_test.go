@@ -23,7 +23,7 @@ func TestReconfigureWhileWorkersStart(t *testing.T) {
 	time.Sleep(20 * time.Millisecond)
 	tmpl := f.cfg.Template
 	tmpl.Args = []string{"/bin/serve", "--port", "81"}
-	f.pool.Reconfigure(tmpl, nil)
+	f.pool.Reconfigure(tmpl, nil, nil)
 	for i := range 4 {
 		f.running(t, i, 0)
 	}
@@ -49,7 +49,7 @@ func TestReconfigureStoppedWorker(t *testing.T) {
 	f.rec.next(t, 0, Stopped)
 	tmpl := f.cfg.Template
 	tmpl.Args = []string{"/bin/other"}
-	if got := f.pool.Reconfigure(tmpl, nil); len(got) != 1 || got[0] != 0 {
+	if got := f.pool.Reconfigure(tmpl, nil, nil); len(got) != 1 || got[0] != 0 {
 		t.Fatalf("Reconfigure = %v, want [0]", got)
 	}
 	f.running(t, 0, 1)

@@ -33,16 +33,23 @@ type worker struct {
 	index int
 	id    string
 	opts  container.Options
-	pool  *Pool
-	log   logr.Logger
+	// optsErr is why the pool could not make opts (PerWorker failed).
+	optsErr error
+	pool    *Pool
+	log     logr.Logger
 }
 
 // Serve runs the worker's container once. It implements supervisor.Service.
 func (w *worker) Serve(ctx context.Context, started func(pid int)) error {
 	p := w.pool
 	p.mu.Lock()
-	opts := w.opts
+	opts, optsErr := w.opts, w.optsErr
 	p.mu.Unlock()
+	if optsErr != nil {
+		// A failed start, as runc's own: logged with its reason, counted
+		// as start_failed, retried after a backoff.
+		return &container.StartError{ID: w.id, Reason: optsErr.Error()}
+	}
 	if err := p.usable(opts.Rootfs); err != nil {
 		return err
 	}
