@@ -325,10 +325,15 @@ type Mount struct {
 
 // ParseMount parses SRC[:DST[:ro]]; DST defaults to SRC.
 func ParseMount(s string) (Mount, error) {
+	return parseMount(s, fmt.Sprintf("--mount %q", s))
+}
+
+// parseMount is ParseMount, its errors beginning with where.
+func parseMount(s, where string) (Mount, error) {
 	parts := strings.Split(s, ":")
 	m := Mount{Source: parts[0], Destination: parts[0]}
 	if len(parts) > 3 {
-		return m, usagef("--mount %q: use SRC[:DST[:ro]]", s)
+		return m, usagef("%s: use SRC[:DST[:ro]]", where)
 	}
 	if len(parts) >= 2 && parts[1] != "" {
 		m.Destination = parts[1]
@@ -339,14 +344,14 @@ func ParseMount(s string) (Mount, error) {
 			m.ReadOnly = true
 		case "rw":
 		default:
-			return m, usagef("--mount %q: the third field must be ro or rw", s)
+			return m, usagef("%s: the third field must be ro or rw", where)
 		}
 	}
 	if !filepath.IsAbs(m.Source) || !filepath.IsAbs(m.Destination) {
-		return m, usagef("--mount %q: SRC and DST must be absolute paths", s)
+		return m, usagef("%s: SRC and DST must be absolute paths", where)
 	}
 	if _, err := os.Stat(m.Source); err != nil {
-		return m, usagef("--mount %q: source %s does not exist: create it first", s, m.Source)
+		return m, usagef("%s: source %s does not exist: create it first", where, m.Source)
 	}
 	m.Source, m.Destination = filepath.Clean(m.Source), filepath.Clean(m.Destination)
 	return m, nil
@@ -500,6 +505,11 @@ func ReadEnvFile(path string) ([]string, error) {
 
 // Validate checks the pool settings.
 func (p *Pool) Validate() error {
+	return p.validate(func(key string) string { return "--" + key })
+}
+
+// validate is Validate, key naming a setting in the errors of templates.
+func (p *Pool) validate(key func(string) string) error {
 	if p.Workers < 1 || p.Workers > MaxWorkers {
 		return usagef("--workers %d: use 1 to %d", p.Workers, MaxWorkers)
 	}
@@ -523,7 +533,7 @@ func (p *Pool) Validate() error {
 		return usagef("--backoff-max %v is below --backoff-min %v: raise it", p.BackoffMax, p.BackoffMin)
 	}
 	for _, m := range p.Mounts {
-		if _, err := ParseMount(m); err != nil {
+		if err := p.checkMount(key("mount"), m); err != nil {
 			return err
 		}
 	}

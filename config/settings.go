@@ -170,11 +170,12 @@ func LoadSettings(args []string, lookupEnv func(string) (string, bool)) (*Settin
 	}
 	s.Pool.Mounts = *lists["mount"]
 	s.Config.Env = *lists["env"]
-	if err := s.Pool.Validate(); err != nil {
+	if err := s.Pool.validate(s.keyName); err != nil {
 		return s, err
 	}
+	poolEnv, fileEnv := s.Config.Env, []string(nil)
 	if s.Pool.EnvFile != "" {
-		fileEnv, err := ReadEnvFile(s.Pool.EnvFile)
+		fileEnv, err = ReadEnvFile(s.Pool.EnvFile)
 		if err != nil {
 			return s, err
 		}
@@ -189,6 +190,9 @@ func LoadSettings(args []string, lookupEnv func(string) (string, bool)) (*Settin
 				return s, &UsageError{Err: fmt.Errorf("config file %s: [worker.%d] env %q is not KEY=VALUE", s.ConfigPath, i, kv)}
 			}
 		}
+	}
+	if err := s.checkTemplates(poolEnv, fileEnv); err != nil {
+		return s, err
 	}
 	s.Config.Args = command
 	if len(s.Config.Args) == 0 && s.Config.Image == "" {
@@ -265,6 +269,7 @@ func (s *Settings) Print(w io.Writer) {
 		wf := s.Workers[i]
 		fmt.Fprintf(w, "worker.%-12d = env %q%s # file %s\n", i, wf.Env, wf.WorkerLimits.describe(), s.ConfigPath)
 	}
+	s.printRendered(w)
 	if s.ConfigPath != "" {
 		fmt.Fprintf(w, "# config file: %s\n", s.ConfigPath)
 	} else {

@@ -44,6 +44,9 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	if err := cfg.Validate(); err != nil {
 		return fail(stderr, err)
 	}
+	if cfg.Env, err = config.RunEnv(cfg.Env); err != nil {
+		return fail(stderr, err)
+	}
 	log := newLogger(os.Stderr, cfg.LogLevel, cfg.LogFormat)
 	if status, entered, err := daemon.EnterUserNamespace(cfg, log); err != nil {
 		return fail(stderr, err)
