@@ -57,6 +57,9 @@ type Options struct {
 	// one on /tmp or /run replaces the default one. Each destination must
 	// exist in the rootfs as a directory, as a bind's.
 	Tmpfs []Tmpfs
+	// Limits are the rlimits, OOM score, nice value and cgroup limits
+	// (limits.go).
+	Limits
 }
 
 // IDMaps are a container's uid and gid maps: each line maps Size ids from
@@ -202,6 +205,9 @@ func (o *Options) Validate() error {
 			return fmt.Errorf("environment entry %q is not KEY=VALUE", kv)
 		}
 	}
+	if err := o.validateLimits(); err != nil {
+		return err
+	}
 	return o.validateUser()
 }
 
@@ -287,6 +293,7 @@ func Spec(id string, o Options) (*specs.Spec, error) {
 		return cmp.Compare(depth(a.Destination), depth(b.Destination))
 	})
 	s.Mounts = append(s.Mounts, user...)
+	o.applyLimits(s, id)
 	if o.Network == NetworkNone {
 		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace})
 	}
