@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"io"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -108,17 +109,23 @@ func ParseEnvTemplate(key, kv string) (*Template, error) {
 	return ParseTemplate(key, kv)
 }
 
-// MountTemplate is a --mount SRC[:DST[:ro]] whose SRC is a template.
+// MountTemplate is a --mount SRC:DST[:ro] whose SRC is a template.
 type MountTemplate struct {
-	// Source is SRC.
-	Source *Template
-	// Rest is ":DST[:ro]" as given, or "".
-	Rest string
+	// Value is the mount as given.
+	Value string
+	// SourceText is SRC as given.
+	SourceText string
+	// Destination and ReadOnly are the same in every worker.
+	Destination string
+	ReadOnly    bool
+
+	src  *Template // its Value is the whole mount, for errors
+	rest string    // ":DST[:ro]" as given
 }
 
 // ParseMountTemplate parses the --mount value s, set at key, whose SRC is
-// a template. DST and the mode may not be: they are the same in every
-// worker.
+// a template. DST must be given (it would default to SRC), and it and the
+// mode may not be templates: they are the same in every worker.
 func ParseMountTemplate(key, s string) (*MountTemplate, error) {
 	src, rest := cutOutsideActions(s, ':')
 	if IsTemplate(rest) {
@@ -128,22 +135,52 @@ func ParseMountTemplate(key, s string) (*MountTemplate, error) {
 	if err != nil {
 		return nil, err
 	}
-	t.Value = s // errors name the whole mount
-	return &MountTemplate{Source: t, Rest: rest}, nil
+	dst, mode, _ := strings.Cut(strings.TrimPrefix(rest, ":"), ":")
+	if dst == "" {
+		return nil, usagef("%s %q: a SRC that is a template needs a DST, the same path in every worker, as in /srv/scratch/{{.Worker}}:/scratch", key, s)
+	}
+	t.Value = s
+	m := &MountTemplate{Value: s, SourceText: src, Destination: filepath.Clean(dst), src: t, rest: rest}
+	switch mode {
+	case "ro":
+		m.ReadOnly = true
+	case "rw", "":
+	default:
+		if strings.Contains(mode, ":") {
+			return nil, usagef("%s %q: use SRC[:DST[:ro]]", key, s)
+		}
+		return nil, usagef("%s %q: the third field must be ro or rw", key, s)
+	}
+	if !filepath.IsAbs(dst) {
+		return nil, usagef("%s %q: SRC and DST must be absolute paths", key, s)
+	}
+	return m, nil
+}
+
+// RenderSource renders SRC for the worker of d: an absolute path, cleaned,
+// that may not exist.
+func (m *MountTemplate) RenderSource(d TemplateData) (string, error) {
+	src, err := m.src.Render(d)
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case strings.Contains(src, ":"):
+		return "", usagef("%s %q for worker %d: SRC renders to %s, which holds a colon: mrtd cannot tell it from DST", m.src.Key, m.Value, d.Worker, src)
+	case !filepath.IsAbs(src):
+		return "", usagef("%s %q for worker %d: SRC renders to %q, which is not an absolute path", m.src.Key, m.Value, d.Worker, src)
+	}
+	return filepath.Clean(src), nil
 }
 
 // Render returns the mount of the worker of d, checked as ParseMount
 // checks a plain one; errors name the mount as given and the worker.
 func (m *MountTemplate) Render(d TemplateData) (Mount, error) {
-	src, err := m.Source.Render(d)
+	src, err := m.RenderSource(d)
 	if err != nil {
 		return Mount{}, err
 	}
-	where := fmt.Sprintf("%s %q for worker %d", m.Source.Key, m.Source.Value, d.Worker)
-	if strings.Contains(src, ":") {
-		return Mount{}, usagef("%s: SRC renders to %s, which holds a colon: mrtd cannot tell it from DST", where, src)
-	}
-	return parseMount(src+m.Rest, where)
+	return parseMount(src+m.rest, fmt.Sprintf("%s %q for worker %d", m.src.Key, m.Value, d.Worker))
 }
 
 // cutOutsideActions cuts s around the first sep outside {{ }} actions; it
@@ -321,8 +358,16 @@ func (s *Settings) printRendered(w io.Writer) {
 			}
 		}
 		for _, v := range mounts {
-			src, rest := cutOutsideActions(v, ':')
-			renderedMounts = append(renderedMounts, render("mount", src, d)+rest)
+			m, err := ParseMountTemplate("mount", v)
+			var src string
+			if err == nil {
+				src, err = m.RenderSource(d)
+			}
+			if err != nil {
+				renderedMounts = append(renderedMounts, "error: "+err.Error())
+				continue
+			}
+			renderedMounts = append(renderedMounts, src+m.rest)
 		}
 		var parts []string
 		if len(renderedEnv) > 0 {

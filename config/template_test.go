@@ -94,6 +94,11 @@ func TestMountTemplate(t *testing.T) {
 		{"templated DST", dir + "/{{.Worker}}:/scratch/{{.Worker}}", "only SRC may be a template"},
 		{"templated mode", dir + `/{{.Worker}}:/scratch:{{"ro"}}`, "only SRC may be a template"},
 		{"does not parse", dir + "/{{.Worker", "unclosed action"},
+		{"no DST", dir + "/{{.Worker}}", "needs a DST"},
+		{"no DST, a mode", dir + "/{{.Worker}}::ro", "needs a DST"},
+		{"relative DST", dir + "/{{.Worker}}:scratch", "must be absolute paths"},
+		{"bad mode", dir + "/{{.Worker}}:/scratch:rx", "the third field must be ro or rw"},
+		{"four fields", dir + "/{{.Worker}}:/scratch:ro:x", "use SRC[:DST[:ro]]"},
 	} {
 		if _, err := ParseMountTemplate("--mount", tc.value); err == nil || !isUsage(err) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: ParseMountTemplate(%q) = %v, want %q", tc.name, tc.value, err, tc.want)
@@ -102,6 +107,10 @@ func TestMountTemplate(t *testing.T) {
 	m, _ = ParseMountTemplate("--mount", `{{printf "%s:%d" "`+dir+`" .Worker}}:/scratch`)
 	if _, err := m.Render(WorkerData("mrtd", 0)); err == nil || !strings.Contains(err.Error(), "holds a colon") {
 		t.Errorf("a SRC rendered with a colon: %v", err)
+	}
+	m, _ = ParseMountTemplate("--mount", `{{.Worker}}:/scratch`)
+	if _, err := m.Render(WorkerData("mrtd", 0)); err == nil || !strings.Contains(err.Error(), `SRC renders to "0", which is not an absolute path`) {
+		t.Errorf("a relative SRC: %v", err)
 	}
 }
 
