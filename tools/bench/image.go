@@ -126,7 +126,7 @@ func (b *bench) imageFigures() ([]row, []*samples, error) {
 	copyS := &samples{name: "skopeo copy docker:// oci:"}
 	unpack := &samples{name: "umoci unpack --rootless"}
 	floor := &samples{name: "skopeo copy + umoci unpack"}
-	fresh, done := b.freshDirs(dir, "cold", 2*(blobs+treeSize(b.rootfsMain)))
+	fresh, done, _ := b.freshDirs(dir, "cold", 2*(blobs+treeSize(b.rootfsMain)))
 	imageArgs := []string{"--image", ref, "--tls-verify=false"}
 	err = interleave(1, *coldN,
 		series2(total, func() (time.Duration, error) {
@@ -255,14 +255,15 @@ func (b *bench) imageFigures() ([]row, []*samples, error) {
 // freshDirs returns a function making a new directory under parent per
 // sample, and one to call when the sample is done. As the cold figures',
 // the directories are kept until the work directory goes (see cold),
-// unless the disk is short of room for about perSample bytes per run.
-func (b *bench) freshDirs(parent, prefix string, perSample int64) (fresh func() (string, error), done func(string)) {
-	keep := true
+// unless the disk is short of room for about perSample bytes per run:
+// then keep is false, and done removes the sample's directory.
+func (b *bench) freshDirs(parent, prefix string, perSample int64) (fresh func() (string, error), done func(string), keep bool) {
+	keep = true
 	var st unix.Statfs_t
 	need := uint64(2*(*coldN+1)) * uint64(perSample) * 5 / 4
 	if err := unix.Statfs(parent, &st); err == nil && st.Bavail*uint64(st.Bsize) < need+(1<<30) {
 		keep = false
-		fmt.Printf("note: not enough room to keep the image samples' trees (%s needed): removing each after its run\n\n", mb(int64(need)))
+		fmt.Printf("note: not enough room to keep the %s samples' trees (%s needed): removing each after its run\n\n", filepath.Base(parent), mb(int64(need)))
 	}
 	seq := 0
 	fresh = func() (string, error) {
@@ -278,7 +279,7 @@ func (b *bench) freshDirs(parent, prefix string, perSample int64) (fresh func() 
 			rootfs.RemoveTree(d)
 		}
 	}
-	return fresh, done
+	return fresh, done, keep
 }
 
 // writeTestImage writes the test image as an OCI layout at dir, tagged 1,

@@ -19,7 +19,11 @@
 //     resident runc processes and idle CPU;
 //   - images (see image.go): pull + flatten into an empty cache vs. `skopeo
 //     copy` + `umoci unpack` of the same image from a docker-registry on
-//     127.0.0.1; a warm start with --image vs. the same tree as --rootfs DIR.
+//     127.0.0.1; a warm start with --image vs. the same tree as --rootfs DIR;
+//   - --user (keep-id, see keepid.go): a warm start, a pool worker's restart
+//     after SIGKILL and a first run with an empty cache, each with --user
+//     1000 vs. without, both sides as the same unprivileged uid with a
+//     subordinate id range (faked when bench runs as root).
 //
 // Ratios are reported, never enforced: bench exits 0 unless a measurement
 // could not run at all. Everything it creates lives under one temporary
@@ -78,6 +82,16 @@ func main() {
 		flag.PrintDefaults()
 	}
 	flag.Parse()
+	only := 0
+	for _, o := range []bool{*poolOnly, *imageOnly, *keepidOnly} {
+		if o {
+			only++
+		}
+	}
+	if only > 1 {
+		fmt.Fprintln(os.Stderr, "bench: -pool-only, -image-only and -keepid-only exclude each other")
+		os.Exit(2)
+	}
 	if *runcPath == "" || *mrtdPath == "" || *archivePath == "" || flag.NArg() != 0 || *n < 1 || *coldN < 1 || *warmup < 0 || *idleWindow <= 0 {
 		flag.Usage()
 		os.Exit(2)
@@ -137,8 +151,9 @@ type bench struct {
 	floorUnconfined string // the same with --seccomp unconfined
 	floorSeq        int
 
-	pool *poolBench  // the pool figures' state, once they started
-	img  *imageBench // the image figures' state, once they started
+	pool *poolBench   // the pool figures' state, once they started
+	img  *imageBench  // the image figures' state, once they started
+	keep *keepidBench // the keep-id figures' state, once they started
 }
 
 func benchMain() int {
@@ -230,16 +245,19 @@ func (b *bench) measure() error {
 	}
 	fmt.Printf("running as uid %d: container root maps to uid %d; work dir %s\n", os.Geteuid(), b.uid, b.tmp)
 	fmt.Printf("runs: %d per warm series, %d per cold series, %d warm-up; figures are medians\n", *n, *coldN, *warmup)
-	if *poolFlag && !*imageOnly {
+	if *poolFlag && !*imageOnly && !*keepidOnly {
 		fmt.Printf("pool: workers run %q; starts of 1 and 4 workers %d runs, 16 workers %d, 64 workers %d (1 warm-up each);\n"+
 			"  restart %d runs (%d warm-up), with and without seccomp; memory 3 pools each of 1 and 64 workers; idle CPU over %v\n",
 			strings.Join(poolCommand, " "), *n, min(*n, 10), min(*n, 3), *n, *warmup, *idleWindow)
+	}
+	if keepidWanted() {
+		fmt.Println(keepidSummary(b.root, b.uid))
 	}
 	fmt.Println()
 
 	var rows []row
 	var series []*samples
-	if !*poolOnly && !*imageOnly {
+	if !*poolOnly && !*imageOnly && !*keepidOnly {
 		var err error
 		if rows, series, err = b.runFigures(); err != nil {
 			return err
@@ -247,7 +265,7 @@ func (b *bench) measure() error {
 	}
 
 	// 4. Images.
-	if *imageFlag && !*poolOnly {
+	if *imageFlag && !*poolOnly && !*keepidOnly {
 		if b.runcCached == "" {
 			if err := b.setup(); err != nil {
 				return err
@@ -263,7 +281,7 @@ func (b *bench) measure() error {
 
 	// 5. The pool.
 	var res []resRow
-	if *poolFlag && !*imageOnly {
+	if *poolFlag && !*imageOnly && !*keepidOnly {
 		poolRows, poolRes, poolSeries, err := b.poolFigures()
 		if err != nil {
 			return err
@@ -271,6 +289,16 @@ func (b *bench) measure() error {
 		rows = append(rows, poolRows...)
 		res = poolRes
 		series = append(series, poolSeries...)
+	}
+
+	// 6. --user (keep-id).
+	if keepidWanted() {
+		keepRows, keepSeries, err := b.keepidFigures()
+		if err != nil {
+			return err
+		}
+		rows = append(rows, keepRows...)
+		series = append(series, keepSeries...)
 	}
 
 	printTable(rows)
@@ -289,6 +317,11 @@ func (b *bench) measure() error {
 		s.print()
 	}
 	return nil
+}
+
+// keepidWanted reports whether the keep-id figures are to be measured.
+func keepidWanted() bool {
+	return *keepidOnly || (*keepidFlag && !*poolOnly && !*imageOnly)
 }
 
 // runFigures measures the figures of `mrtd run`: warm start, cold
@@ -450,11 +483,17 @@ func (b *bench) floorRun(bundle string) (time.Duration, error) {
 // b.logFile, and returns how long it took. It fails when the command does
 // not exit 0.
 func (b *bench) timeCmd(name string, args ...string) (time.Duration, error) {
+	return b.timeExec(exec.Command(name, args...))
+}
+
+// timeExec is timeCmd for a prepared command, whose stdout and stderr are
+// not set.
+func (b *bench) timeExec(cmd *exec.Cmd) (time.Duration, error) {
 	if stopping.Load() {
 		return 0, errInterrupted
 	}
 	if *verbose {
-		fmt.Fprintf(os.Stderr, "+ %s %s\n", name, strings.Join(args, " "))
+		fmt.Fprintf(os.Stderr, "+ %s\n", strings.Join(cmd.Args, " "))
 	}
 	if err := b.logFile.Truncate(0); err != nil {
 		return 0, err
@@ -462,9 +501,11 @@ func (b *bench) timeCmd(name string, args ...string) (time.Duration, error) {
 	if _, err := b.logFile.Seek(0, io.SeekStart); err != nil {
 		return 0, err
 	}
-	cmd := exec.Command(name, args...)
 	cmd.Stdout, cmd.Stderr = b.logFile, b.logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid = true
 	start := time.Now()
 	curMu.Lock()
 	err := cmd.Start()
@@ -482,7 +523,7 @@ func (b *bench) timeCmd(name string, args ...string) (time.Duration, error) {
 			return 0, errInterrupted
 		}
 		out, _ := os.ReadFile(b.logFile.Name())
-		return 0, fmt.Errorf("%s %s: %v\n%s", name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+		return 0, fmt.Errorf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, strings.TrimSpace(string(out)))
 	}
 	return d, nil
 }
@@ -624,13 +665,25 @@ func (b *bench) loggedExtraction() (time.Duration, bool) {
 	return b.loggedDuration("rootfs extracted")
 }
 
-// loggedDuration reads the duration of the log line msg of mrtd's last run.
+// loggedDuration reads the duration of the first log line msg of mrtd's
+// last run.
 func (b *bench) loggedDuration(msg string) (time.Duration, bool) {
-	f, err := os.Open(b.logFile.Name())
-	if err != nil {
+	ds := b.loggedDurations(msg)
+	if len(ds) == 0 {
 		return 0, false
 	}
+	return ds[0], true
+}
+
+// loggedDurations reads the durations of every log line msg of mrtd's
+// last run.
+func (b *bench) loggedDurations(msg string) []time.Duration {
+	f, err := os.Open(b.logFile.Name())
+	if err != nil {
+		return nil
+	}
 	defer f.Close()
+	var ds []time.Duration
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		var e struct {
@@ -639,11 +692,11 @@ func (b *bench) loggedDuration(msg string) (time.Duration, bool) {
 		}
 		if json.Unmarshal(sc.Bytes(), &e) == nil && e.Msg == msg {
 			if d, err := time.ParseDuration(e.Duration); err == nil {
-				return d, true
+				ds = append(ds, d)
 			}
 		}
 	}
-	return 0, false
+	return ds
 }
 
 // proportionality compares warm starts with rootfs trees of very different
@@ -770,6 +823,9 @@ func (b *bench) cleanup() {
 	}
 	if b.img != nil && b.img.registry != nil {
 		b.img.registry.Stop()
+	}
+	if b.keep != nil {
+		b.keep.cleanup()
 	}
 	states := []string{b.floorState, filepath.Join(b.runtimeDir, "runc")}
 	if b.pool != nil {

@@ -61,6 +61,9 @@ type poolBench struct {
 	runcPool string // the runc binary mrtd uses from cache
 	rawState string // runc --root of the floors
 	rawDir   string // the floors' bundles
+	// wrap, when set, prepares every mrtd command before it starts (the
+	// keep-id figures' wrapper, keepid.go).
+	wrap func(*exec.Cmd)
 
 	mu      sync.Mutex
 	daemons map[*mrtdtest.Daemon]bool // running mrtds, stopped at cleanup
@@ -201,11 +204,14 @@ func (p *poolBench) start(size int, extra ...string) (*mrtdtest.Daemon, time.Dur
 	if stopping.Load() {
 		return nil, 0, errInterrupted
 	}
-	args := p.args(size, extra...)
-	if *verbose {
-		fmt.Fprintf(os.Stderr, "+ %s %s\n", p.mrtd, strings.Join(args, " "))
+	cmd := mrtdtest.Command(p.mrtd, p.args(size, extra...)...)
+	if p.wrap != nil {
+		p.wrap(cmd)
 	}
-	d, err := mrtdtest.Start(mrtdtest.Command(p.mrtd, args...), mrtdtest.Options{})
+	if *verbose {
+		fmt.Fprintf(os.Stderr, "+ %s\n", strings.Join(cmd.Args, " "))
+	}
+	d, err := mrtdtest.Start(cmd, mrtdtest.Options{})
 	if err != nil {
 		return nil, 0, err
 	}
@@ -423,29 +429,7 @@ func (p *poolBench) restart(unconfined bool) ([]row, []*samples, error) {
 	f1 := &samples{name: "runc run -d (deleted before)" + what}
 	f2 := &samples{name: "runc delete --force + runc run -d" + what}
 	err = interleave(*warmup, *n,
-		series2(m, func() (time.Duration, error) {
-			if stopping.Load() {
-				return 0, errInterrupted
-			}
-			st := d.Snapshot()
-			pid, ok := st.Pids[0]
-			if !ok {
-				return 0, errors.New("mrtd's worker 0 is not running")
-			}
-			restarts := st.Restarts[0]
-			start := time.Now()
-			if err := unix.Kill(pid, unix.SIGKILL); err != nil {
-				return 0, fmt.Errorf("killing worker 0's init %d: %w", pid, err)
-			}
-			at, err := d.WaitFor(30*time.Second, func(s *mrtdtest.State) bool {
-				_, up := s.Pids[0]
-				return up && s.Restarts[0] > restarts
-			})
-			if err != nil {
-				return 0, fmt.Errorf("waiting for worker 0 to run again: %w", err)
-			}
-			return at.Sub(start), nil
-		}),
+		series2(m, func() (time.Duration, error) { return p.killRestart(d) }),
 		series2(f1, func() (time.Duration, error) {
 			if stopping.Load() {
 				return 0, errInterrupted
@@ -495,6 +479,32 @@ func (p *poolBench) restart(unconfined bool) ([]row, []*samples, error) {
 		}
 	}
 	return rows, []*samples{m, f1, f2}, nil
+}
+
+// killRestart kills the init of d's worker 0 with SIGKILL and returns the
+// time until its next "worker running" event.
+func (p *poolBench) killRestart(d *mrtdtest.Daemon) (time.Duration, error) {
+	if stopping.Load() {
+		return 0, errInterrupted
+	}
+	st := d.Snapshot()
+	pid, ok := st.Pids[0]
+	if !ok {
+		return 0, errors.New("mrtd's worker 0 is not running")
+	}
+	restarts := st.Restarts[0]
+	start := time.Now()
+	if err := unix.Kill(pid, unix.SIGKILL); err != nil {
+		return 0, fmt.Errorf("killing worker 0's init %d: %w", pid, err)
+	}
+	at, err := d.WaitFor(30*time.Second, func(s *mrtdtest.State) bool {
+		_, up := s.Pids[0]
+		return up && s.Restarts[0] > restarts
+	})
+	if err != nil {
+		return 0, fmt.Errorf("waiting for worker 0 to run again: %w", err)
+	}
+	return at.Sub(start), nil
 }
 
 // runcResident counts runc processes on the host.
