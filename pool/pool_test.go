@@ -111,11 +111,16 @@ func TestScale(t *testing.T) {
 		// A long backoff, so that the workers are surely in it when the
 		// test acts: Restart and Scale must end it, not wait it out.
 		f := newFixture(t, 2, func(c *Config) { c.BackoffMin, c.BackoffMax = time.Hour, time.Hour })
-		f.rt.failStarts("web-0", errors.New("no luck"))
-		f.rt.failStarts("web-1", errors.New("no luck"))
+		// The first failure restarts at once; the second backs off.
+		f.rt.failStarts("web-0", errors.New("no luck"), errors.New("no luck"))
+		f.rt.failStarts("web-1", errors.New("no luck"), errors.New("no luck"))
 		f.start(t)
-		f.rec.next(t, 0, BackingOff)
-		f.rec.next(t, 1, BackingOff)
+		for i := range 2 {
+			f.rec.next(t, i, BackingOff)
+			if ev := f.rec.next(t, i, BackingOff); ev.Delay < 48*time.Minute {
+				t.Fatalf("worker %d: second backoff %v, want an hour ±20%%", i, ev.Delay)
+			}
+		}
 
 		// Up while worker 0 backs off: the new worker starts at once.
 		if err := f.pool.Scale(context.Background(), 3); err != nil {

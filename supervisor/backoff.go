@@ -2,9 +2,12 @@ package supervisor
 
 import "time"
 
-// Backoff computes restart delays for one service: BackoffMin doubled for
-// each failure in a row, capped at BackoffMax, then jittered. A run that
-// lasted HealthyAfter or longer resets the failure count.
+// Backoff computes restart delays for one service. The first failure in a
+// row restarts at once; the backoff starts at the second: BackoffMin, then
+// doubled for each further failure in a row, capped at BackoffMax, then
+// jittered. A run that lasted HealthyAfter or longer (the healthy period)
+// starts the count over, so a service that was healthy that long restarts
+// with no delay after its next failure.
 type Backoff struct {
 	Min, Max     time.Duration
 	Jitter       float64 // fraction, 0.2 for ±20%
@@ -27,13 +30,15 @@ func (b *Backoff) Next(ranFor time.Duration, failed bool, rnd func() float64) ti
 		// without counting it as a failure.
 		return b.jitter(b.Min, rnd)
 	}
+	b.failures++
+	if b.failures == 1 {
+		return 0
+	}
 	d := b.Min
-	for i := 0; i < b.failures && d < b.Max; i++ {
+	for i := 2; i < b.failures && d < b.Max; i++ {
 		d *= 2
 	}
-	d = min(d, b.Max)
-	b.failures++
-	return b.jitter(d, rnd)
+	return b.jitter(min(d, b.Max), rnd)
 }
 
 func (b *Backoff) jitter(d time.Duration, rnd func() float64) time.Duration {

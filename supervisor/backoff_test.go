@@ -20,7 +20,8 @@ func TestBackoff(t *testing.T) {
 		name string
 		runs []run
 	}{
-		{"grows and caps", []run{
+		{"the first failure restarts at once, then grows and caps", []run{
+			{0, true, 0},
 			{0, true, 100 * time.Millisecond},
 			{0, true, 200 * time.Millisecond},
 			{0, true, 400 * time.Millisecond},
@@ -28,22 +29,22 @@ func TestBackoff(t *testing.T) {
 			{0, true, time.Second},
 			{0, true, time.Second},
 		}},
-		{"a healthy run resets the count", []run{
+		{"a healthy run starts the count over: at once again", []run{
+			{0, true, 0},
 			{0, true, 100 * time.Millisecond},
 			{0, true, 200 * time.Millisecond},
-			{0, true, 400 * time.Millisecond},
-			{healthy, true, 100 * time.Millisecond},
-			{time.Second, true, 200 * time.Millisecond},
+			{healthy, true, 0},
+			{time.Second, true, 100 * time.Millisecond},
 		}},
 		{"a short run keeps the count", []run{
-			{0, true, 100 * time.Millisecond},
-			{healthy - 1, true, 200 * time.Millisecond},
+			{0, true, 0},
+			{healthy - 1, true, 100 * time.Millisecond},
 		}},
 		{"clean exits wait the minimum and are not failures", []run{
 			{0, false, 100 * time.Millisecond},
 			{0, false, 100 * time.Millisecond},
+			{0, true, 0},
 			{0, true, 100 * time.Millisecond},
-			{0, true, 200 * time.Millisecond},
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -69,7 +70,11 @@ func TestBackoffJitter(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := &Backoff{Min: time.Second, Max: time.Minute, Jitter: 0.2, HealthyAfter: time.Minute}
-			got := b.Next(0, true, func() float64 { return tc.rnd })
+			rnd := func() float64 { return tc.rnd }
+			if d := b.Next(0, true, rnd); d != 0 {
+				t.Fatalf("first failure: delay %v, want none (no jitter on zero)", d)
+			}
+			got := b.Next(0, true, rnd)
 			if d := got - tc.want; d < -time.Microsecond || d > time.Microsecond {
 				t.Fatalf("delay %v, want %v", got, tc.want)
 			}

@@ -41,8 +41,9 @@ type Spec struct {
 	// Jitter spreads each delay by ±Jitter; 0.2 when zero, none when
 	// negative.
 	Jitter float64
-	// HealthyAfter is how long a run must last for the failure count to
-	// start over; 30s when zero.
+	// HealthyAfter is the healthy period: how long a run must last for
+	// the failure count to start over, so that its next failure restarts
+	// at once; 30s when zero.
 	HealthyAfter time.Duration
 	Restart      Policy
 	// Clock is the time source; the real one when nil.
@@ -474,6 +475,15 @@ func (s *Supervisor) loop(ctx context.Context, e *entry) error {
 		}
 		delay := b.Next(ranFor, err != nil, s.spec.Rand)
 		until := clock.Now().Add(delay)
+		if delay <= 0 {
+			// The first failure in a row: at once.
+			s.set(e, BackingOff, func(st *Status) { exited(st); st.BackoffUntil = until }, 0)
+			if ctx.Err() != nil {
+				s.set(e, Stopped, nil, 0)
+				return nil
+			}
+			continue
+		}
 		// The timer exists before anyone hears of the backoff, so that a
 		// hook (or a test's clock) acting on the event cannot miss it.
 		t := clock.NewTimer(delay)

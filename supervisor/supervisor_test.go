@@ -137,8 +137,9 @@ func TestBackoffPerServiceAndSiblingsUntouched(t *testing.T) {
 	go func() { done <- s.Run(ctx) }()
 
 	ev.next(t, "good", Running)
-	// Jitter at rnd=0.75 is +10%: 1.1s, 2.2s, 4.4s, 8.8s, then capped.
-	for i, want := range []time.Duration{1100, 2200, 4400, 8800, 8800, 8800} {
+	// At once, then with jitter at rnd=0.75, +10%: 1.1s, 2.2s, 4.4s, 8.8s,
+	// then capped.
+	for i, want := range []time.Duration{0, 1100, 2200, 4400, 8800, 8800, 8800} {
 		e := ev.next(t, "bad", BackingOff)
 		if e.Delay != want*time.Millisecond {
 			t.Fatalf("backoff %d: %v, want %v", i, e.Delay, want*time.Millisecond)
@@ -182,11 +183,12 @@ func TestDecayAfterHealthyRun(t *testing.T) {
 		ranFor time.Duration
 		want   time.Duration
 	}{
+		{0, 0}, // the first failure: at once
 		{0, time.Second},
 		{0, 2 * time.Second},
 		{0, 4 * time.Second},
-		{31 * time.Second, time.Second}, // healthy: back to the minimum
-		{0, 2 * time.Second},
+		{31 * time.Second, 0}, // healthy: at once again
+		{0, time.Second},
 	} {
 		ev.next(t, "w", Running)
 		clock.Advance(step.ranFor)
@@ -230,7 +232,9 @@ func TestOnFailurePolicy(t *testing.T) {
 	go func() { done <- s.Run(ctx) }()
 	ev.next(t, "w", Running)
 	w.end <- errors.New("exit status 2")
-	clock.Advance(ev.next(t, "w", BackingOff).Delay)
+	if d := ev.next(t, "w", BackingOff).Delay; d != 0 {
+		t.Fatalf("first failure: delay %v, want none", d)
+	}
 	ev.next(t, "w", Running)
 	w.end <- nil // clean exit: not restarted
 	ev.next(t, "w", Stopped)
@@ -322,6 +326,8 @@ func TestRestartEndsBackoff(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
+	ev.next(t, "w", Running)
+	w.end <- errors.New("crash") // the first failure: at once
 	ev.next(t, "w", Running)
 	w.end <- errors.New("crash")
 	if d := ev.next(t, "w", BackingOff).Delay; d != time.Hour {
