@@ -196,6 +196,8 @@ func (e *itEnv) runHelper(t *testing.T, mode, dir string, args ...string) string
 //	                     it until stdin closes, stop it and delete it; else
 //	                     exit, leaving it as a process that died would
 //	kill                 Runtime.KillStale; print "killed N"
+//	exec ID ROOTFS       Runtime.Exec in a container running probe pause;
+//	                     print "ok" or what went wrong (exec_test.go)
 func helper(mode string, args []string) int {
 	if len(args) < 2 {
 		fmt.Fprintln(os.Stderr, "helper: want runc and runtime dir")
@@ -209,6 +211,8 @@ func helper(mode string, args []string) int {
 		err = rt.Init(ctx)
 	case mode == "start" && len(args) == 5:
 		err = helperStart(ctx, rt, args[2], args[3], args[4] == "hold")
+	case mode == "exec" && len(args) == 4:
+		err = helperExec(ctx, rt, args[2], args[3])
 	case mode == "kill":
 		var killed int
 		killed, err = rt.KillStale()
