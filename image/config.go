@@ -3,6 +3,7 @@ package image
 import (
 	"maps"
 	"slices"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -28,6 +29,19 @@ type ImageConfig struct {
 	// sorted: mrtd runs in the host's network namespace and mounts only
 	// what it is told to.
 	ExposedPorts, Volumes []string
+	// Healthcheck is the image's HEALTHCHECK; nil when it has none.
+	Healthcheck *Healthcheck
+}
+
+// Healthcheck is an image's HEALTHCHECK, as Docker's config holds it.
+type Healthcheck struct {
+	// Test is ["CMD", ARGV...], ["CMD-SHELL", COMMAND] or ["NONE"] (no
+	// check, turning off an inherited one); empty inherits, which a
+	// flattened config cannot, so it is none.
+	Test []string
+	// Zero durations and retries mean the defaults.
+	Interval, Timeout, StartPeriod time.Duration
+	Retries                        int
 }
 
 func imageConfig(ref, digest, configDigest string, cf *v1.ConfigFile) ImageConfig {
@@ -46,6 +60,13 @@ func imageConfig(ref, digest, configDigest string, cf *v1.ConfigFile) ImageConfi
 		Labels:       maps.Clone(c.Labels),
 		ExposedPorts: slices.Sorted(maps.Keys(c.ExposedPorts)),
 		Volumes:      slices.Sorted(maps.Keys(c.Volumes)),
+	}
+	if h := c.Healthcheck; h != nil {
+		ic.Healthcheck = &Healthcheck{
+			Test:     slices.Clone(h.Test),
+			Interval: h.Interval, Timeout: h.Timeout, StartPeriod: h.StartPeriod,
+			Retries: h.Retries,
+		}
 	}
 	return ic
 }

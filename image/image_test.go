@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/compression"
@@ -106,6 +107,7 @@ func testImage(t *testing.T, comp compression.Compression, oci bool, tars ...[]b
 	cf.Config.Labels = map[string]string{"org.example": "yes"}
 	cf.Config.ExposedPorts = map[string]struct{}{"8080/tcp": {}, "53/udp": {}}
 	cf.Config.Volumes = map[string]struct{}{"/data": {}}
+	cf.Config.Healthcheck = &v1.HealthConfig{Test: []string{"CMD-SHELL", "test -e /tmp/ok"}, Interval: 5 * time.Second, Retries: 2}
 	if img, err = mutate.ConfigFile(img, cf); err != nil {
 		t.Fatal(err)
 	}
@@ -298,6 +300,10 @@ func TestCacheHitRegistryDown(t *testing.T) {
 			!slices.Equal(c.ExposedPorts, []string{"53/udp", "8080/tcp"}) || !slices.Equal(c.Volumes, []string{"/data"}) ||
 			!slices.Equal(c.Env, []string{"PATH=/usr/bin", "A=1"}) || c.Digest != tr.digest || c.Platform != "linux/amd64" {
 			t.Errorf("config = %+v", c)
+		}
+		if h := c.Healthcheck; h == nil || !slices.Equal(h.Test, []string{"CMD-SHELL", "test -e /tmp/ok"}) ||
+			h.Interval != 5*time.Second || h.Timeout != 0 || h.Retries != 2 {
+			t.Errorf("healthcheck = %+v", h)
 		}
 	}
 	_, _, err := prepare(context.Background(), ref, Options{Dir: dir, Policy: PullAlways})
