@@ -66,7 +66,7 @@ func containerFlags(fs *flag.FlagSet, cfg *Config, env *StringList) {
 	fs.IntVar(&cfg.HostGID, "host-gid", cfg.HostGID, "when run as root, the host `gid` container root maps to")
 	fs.StringVar(&cfg.Network, "network", cfg.Network, "`host` (share the host's network) or none (loopback only)")
 	fs.StringVar(&cfg.Seccomp, "seccomp", cfg.Seccomp, "`default` (Docker's default profile) or unconfined")
-	fs.Var(env, "env", "set `KEY=VALUE` in the container (repeatable)")
+	fs.Var(env, "env", "set `KEY=VALUE` in the container (repeatable); in the pool, VALUE may be a template rendered for each worker, such as {{add 9600 .Worker}}")
 	fs.Var((*StringList)(&cfg.Tmpfs), "tmpfs", "mount a tmpfs on `DST[:OPTIONS]` (repeatable): OPTIONS as mount(8)'s, of size=N[k|m|g|%], nr_inodes, mode (default 1777), uid, gid, noexec, nosuid, nodev; /tmp, /run and /var/tmp are tmpfs already, --tmpfs /tmp:size=64m replaces one; a DST missing in the rootfs is created in a tree mrtd extracted, and an error in a --rootfs DIR")
 	fs.StringVar(&cfg.Workdir, "workdir", cfg.Workdir, "working `DIR` inside the container (default /)")
 	fs.BoolVar(&cfg.Init, "init", cfg.Init, "run a minimal init, carried by mrtd, as the container's pid 1: it forwards signals to the command, reaps orphaned processes and exits with the command's status")

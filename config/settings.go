@@ -47,7 +47,7 @@ func daemonFlags(s *Settings, lists map[string]*StringList) *flag.FlagSet {
 	pc := &s.Pool
 	fs.IntVar(&pc.Workers, "workers", pc.Workers, fmt.Sprintf("how many worker containers to keep running (1 to %d)", MaxWorkers))
 	fs.StringVar(&pc.Instance, "instance", pc.Instance, "`name` of this pool: a letter or digit, then letters, digits, - and _, at most "+strconv.Itoa(MaxInstance)+" in all; containers and their host names are <name>-<index>; two instances can share a runtime dir")
-	fs.Var(mounts, "mount", "bind-mount host `SRC[:DST[:ro]]` into every worker (repeatable; DST defaults to SRC and must exist in the rootfs)")
+	fs.Var(mounts, "mount", "bind-mount host `SRC[:DST[:ro]]` into every worker (repeatable; DST defaults to SRC and must exist in the rootfs); SRC may be a template rendered for each worker, such as /srv/scratch/{{.Worker}}:/scratch")
 	fs.StringVar(&pc.EnvFile, "env-file", pc.EnvFile, "read KEY=VALUE lines from `FILE` (before --env)")
 	fs.StringVar(&pc.Restart, "restart", pc.Restart, "`always` restart workers, or only on-failure (non-zero exit or signal)")
 	fs.StringVar(&pc.StopSignal, "stop-signal", pc.StopSignal, "`signal` that asks a worker to stop")

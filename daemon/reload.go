@@ -12,9 +12,10 @@ import (
 )
 
 // reload re-reads the settings (SIGHUP) with load and applies the worker
-// count and the workers' containers: workers whose container did not
-// change keep running. It returns the settings now running: cur when load
-// is nil or the new ones are invalid.
+// count and the workers' containers, their templates rendered anew for
+// each worker: workers whose container did not change keep running. It
+// returns the settings now running: cur when load is nil or the new ones
+// are invalid.
 func reload(ctx context.Context, log logr.Logger, cur Settings, load func() (Settings, error), e *env, pl *pool.Pool, scaled func(int)) Settings {
 	next := cur
 	var err error
@@ -22,12 +23,12 @@ func reload(ctx context.Context, log logr.Logger, cur Settings, load func() (Set
 		next, err = load()
 	}
 	var tmpl container.Options
+	var pw *perWorker
 	if err == nil {
 		tmpl, err = workerTemplate(next, e, log)
 	}
-	if err != nil {
-		log.Error(err, "reload failed; the running configuration stays")
-		return cur
+	if err == nil {
+		pw, err = newPerWorker(next, e, tmpl)
 	}
 	// The worker count. A reload keeps the count `mrtd scale` set unless
 	// the effective workers setting (flag > MRTD_WORKERS > config file >
@@ -36,9 +37,20 @@ func reload(ctx context.Context, log logr.Logger, cur Settings, load func() (Set
 	// while a reload for another edit does not undo a scale. next keeps
 	// the configured value, which the next reload compares against.
 	n, from := next.Pool.Workers, "config"
-	if scaledTo := pl.Desired(); scaledTo != cur.Pool.Workers {
-		if next.Pool.Workers == cur.Pool.Workers {
-			n, from = scaledTo, "scale"
+	scaledTo := pl.Desired()
+	if scaledTo != cur.Pool.Workers && next.Pool.Workers == cur.Pool.Workers {
+		n, from = scaledTo, "scale"
+	}
+	if err == nil {
+		// Every worker the reload leaves running, scaled ones too.
+		err = pw.check(tmpl, n)
+	}
+	if err != nil {
+		log.Error(err, "reload failed; the running configuration stays")
+		return cur
+	}
+	if scaledTo != cur.Pool.Workers {
+		if from == "scale" {
 			log.Info("keeping the worker count mrtd scale set: the configured workers did not change", "workers", n, "configured", next.Pool.Workers)
 		} else {
 			log.Info("the configured workers changed: it replaces the count mrtd scale set", "workers", n, "scaled", scaledTo, "configuredBefore", cur.Pool.Workers)
@@ -50,7 +62,7 @@ func reload(ctx context.Context, log logr.Logger, cur Settings, load func() (Set
 			log.Error(err, "scaling down on reload")
 		}
 	}
-	restarted := pl.Reconfigure(tmpl, workerEnv(next.Workers), nil)
+	restarted := pl.Reconfigure(tmpl, workerEnv(next.Workers), pw.hook())
 	if n > pl.Desired() {
 		scaled(n)
 		if err := pl.Scale(ctx, n); err != nil {

@@ -18,7 +18,7 @@ import (
 func configCommand(args []string, stdout, stderr io.Writer) int {
 	st, err := config.LoadSettings(args, os.LookupEnv)
 	if errors.Is(err, config.ErrHelp) {
-		fmt.Fprint(stdout, "Usage: mrtd config [flags]\n\nPrint the settings mrtd would run with, and where each comes from\n(flag > MRTD_* environment > config file > default). When an mrtd runs\nthe instance, say so: these settings are a fresh parse, which it applies\non reload or restart.\n\nFlags:\n")
+		fmt.Fprint(stdout, "Usage: mrtd config [flags]\n\nPrint the settings mrtd would run with, and where each comes from\n(flag > MRTD_* environment > config file > default). When env or mount\nvalues are templates ({{...}}), a worker.N line per worker shows what\nthey render to. When an mrtd runs the instance, say so: these settings\nare a fresh parse, which it applies on reload or restart.\n\nFlags:\n")
 		printFlags(stdout, st.Flags)
 		return 0
 	}
