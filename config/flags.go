@@ -72,8 +72,8 @@ func containerFlags(fs *flag.FlagSet, cfg *Config, env *StringList) {
 	fs.BoolVar(&cfg.Init, "init", cfg.Init, "run a minimal init, carried by mrtd, as the container's pid 1: it forwards signals to the command, reaps orphaned processes and exits with the command's status")
 	l := &cfg.Limits
 	fs.Var((*StringList)(&l.Ulimits), "ulimit", "set the rlimit `NAME=SOFT[:HARD]` (repeatable): nofile, nproc, as, core, cpu, data, fsize, locks, memlock, msgqueue, nice, rss, rtprio, rttime, sigpending, stack; -1 is unlimited")
-	fs.Var((*optionalInt)(&l.OOMScoreAdj), "oom-score-adj", "the command's OOM score adjustment, `-1000 to 1000` (only raising is allowed to a normal user); default mrtd's")
-	fs.Var((*optionalInt)(&l.Nice), "nice", "the command's nice `value`, -20 to 19 (only raising is allowed to a normal user); default mrtd's")
+	fs.Var((*optionalInt)(&l.OOMScoreAdj), "oom-score-adj", "the command's OOM score adjustment, `-1000 to 1000`, at least mrtd's own unless mrtd has CAP_SYS_RESOURCE; default mrtd's")
+	fs.Var((*optionalInt)(&l.Nice), "nice", "the command's nice `value`, -20 to 19, at least mrtd's own (lowering it needs CAP_SYS_NICE, which no container has); default mrtd's")
 	fs.StringVar(&l.Memory, "memory", l.Memory, "memory limit, a `SIZE` such as 512M (needs a delegated cgroup v2 subtree: a systemd user service with Delegate=yes)")
 	fs.StringVar(&l.CPUs, "cpus", l.CPUs, "CPU limit, a `number` of CPUs such as 1.5 (needs a delegated cgroup v2 subtree)")
 	fs.IntVar(&l.PidsLimit, "pids-limit", l.PidsLimit, "most processes the container may have, `N`; 0 is no limit (needs a delegated cgroup v2 subtree)")
