@@ -74,9 +74,35 @@ ROOTFS_IMAGE ?=
 ROOTFS_IMAGE_FLAGS ?=
 ROOTFS_ARCHIVE := $(if $(ROOTFS_IMAGE),$(BUILD)/image-rootfs.tar.zst,$(BUILD)/rootfs.tar.zst)
 
+# NAME=N PACKAGES="P ...": `make rootfs NAME=gearman-worker
+# PACKAGES=gearman-tools` builds $(BUILD)/rootfs-N.tar.zst (and its
+# .sha256) for `mrtd --rootfs`: the default rootfs with the Debian packages
+# P (space- or comma-separated) and their dependencies, slimmed and packed
+# the same way. It is remade when PACKAGES changes (recorded in
+# $(BUILD)/rootfs-N.packages); the default rootfs and the embedded one are
+# not touched. Both are read from make's command line only, so that a NAME
+# in the environment changes nothing.
+comma := ,
+ROOTFS_NAME := $(if $(filter command line,$(origin NAME)),$(NAME))
+ROOTFS_PACKAGES := $(if $(filter command line,$(origin PACKAGES)),$(strip $(subst $(comma), ,$(PACKAGES))))
+ifneq ($(ROOTFS_NAME),)
+ifeq ($(shell echo '$(subst ',!,$(ROOTFS_NAME))' | grep -Ex '[a-z0-9][a-z0-9._-]{0,63}'),)
+$(error NAME=$(ROOTFS_NAME): a rootfs name is lowercase letters, digits, '.', '_' and '-', starting with a letter or digit)
+endif
+ifneq ($(ROOTFS_PACKAGES),)
+ifeq ($(shell echo '$(subst ',!,$(ROOTFS_PACKAGES))' | grep -Ex '[a-z0-9][a-z0-9.+-]*( [a-z0-9][a-z0-9.+-]*)*'),)
+$(error PACKAGES="$(ROOTFS_PACKAGES)": Debian package names are lowercase letters, digits, '.', '+' and '-')
+endif
+endif
+ROOTFS_NAMED := $(BUILD)/rootfs-$(ROOTFS_NAME).tar.zst
+else ifneq ($(ROOTFS_PACKAGES),)
+$(error PACKAGES needs NAME: make rootfs NAME=N PACKAGES="$(ROOTFS_PACKAGES)" builds $(BUILD)/rootfs-N.tar.zst)
+endif
+
 ## rootfs: Debian bookworm minbase + python3, slimmed and packed deterministically;
-## with ROOTFS_IMAGE=REF, the image REF flattened instead (see above).
-rootfs: $(ROOTFS_ARCHIVE)
+## with ROOTFS_IMAGE=REF, the image REF flattened instead (see above); with
+## NAME=N PACKAGES="P ...", $(BUILD)/rootfs-N.tar.zst with those packages added.
+rootfs: $(or $(ROOTFS_NAMED),$(ROOTFS_ARCHIVE))
 $(BUILD)/rootfs.tar.zst: tools/rootfs/build.sh tools/rootfs/mrtd-demo-worker | deps
 	@mkdir -p $(BUILD)
 	$(SUDO) rm -rf $(BUILD)/rootfs $(BUILD)/rootfs.tmp
@@ -85,6 +111,22 @@ $(BUILD)/rootfs.tar.zst: tools/rootfs/build.sh tools/rootfs/mrtd-demo-worker | d
 	$(SUDO) $(BUILD)/pack -o $@ $(BUILD)/rootfs
 	$(SUDO) chown $$(id -u):$$(id -g) $@ $@.sha256
 	@cat $@.sha256
+
+ifneq ($(ROOTFS_NAME),)
+$(BUILD)/rootfs-$(ROOTFS_NAME).packages: FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(ROOTFS_PACKAGES)' | cmp -s - $@ || echo '$(ROOTFS_PACKAGES)' > $@
+
+# The tree is removed once packed: the archive is what --rootfs takes.
+$(ROOTFS_NAMED): $(BUILD)/rootfs-$(ROOTFS_NAME).packages tools/rootfs/build.sh tools/rootfs/mrtd-demo-worker | deps
+	$(SUDO) rm -rf $(BUILD)/rootfs-$(ROOTFS_NAME) $(BUILD)/rootfs-$(ROOTFS_NAME).tmp
+	$(SUDO) tools/rootfs/build.sh $(BUILD)/rootfs-$(ROOTFS_NAME) $(ROOTFS_PACKAGES)
+	$(GO) build -o $(BUILD)/pack ./tools/pack
+	$(SUDO) $(BUILD)/pack -o $@ $(BUILD)/rootfs-$(ROOTFS_NAME)
+	$(SUDO) rm -rf $(BUILD)/rootfs-$(ROOTFS_NAME)
+	$(SUDO) chown $$(id -u):$$(id -g) $@ $@.sha256
+	@cat $@.sha256
+endif
 
 # Rewritten only when ROOTFS_IMAGE changes, so that the embedded archive
 # follows it both ways.

@@ -1,13 +1,30 @@
 #!/bin/sh
-# build.sh DIR: build mrtd's default rootfs, Debian bookworm minbase with
-# python3-minimal, into DIR (which must not exist), then slim it.
+# build.sh DIR [PACKAGE...]: build mrtd's default rootfs, Debian bookworm
+# minbase with python3-minimal, into DIR (which must not exist), then slim
+# it. Each PACKAGE (a Debian package name; commas also separate) is
+# installed too, with its dependencies: `make rootfs NAME=N PACKAGES=...`
+# builds a worker's rootfs this way, for --rootfs.
 #
 # Runs as root (debootstrap needs it). The mirror is the first Debian mirror
 # this machine's apt is configured with, or $MRTD_MIRROR.
 set -eu
 
 dir=$1
+shift
 suite=${MRTD_SUITE:-bookworm}
+
+include=python3-minimal
+for p in "$@"; do
+	for q in $(echo "$p" | tr ',' ' '); do
+		case $q in
+		[!a-z0-9]* | *[!a-z0-9.+-]*)
+			echo "build.sh: $q is not a Debian package name" >&2
+			exit 2
+			;;
+		esac
+		include=$include,$q
+	done
+done
 
 if [ -e "$dir" ]; then
 	echo "build.sh: $dir exists; remove it first" >&2
@@ -29,7 +46,8 @@ mirror=${mirror:-http://deb.debian.org/debian}
 tmp=$dir.tmp
 rm -rf "$tmp"
 echo "build.sh: debootstrap $suite from $mirror into $tmp"
-debootstrap --variant=minbase --include=python3-minimal "$suite" "$tmp" "$mirror"
+echo "build.sh: packages beyond minbase: $include"
+debootstrap --variant=minbase --include="$include" "$suite" "$tmp" "$mirror"
 
 # Python checks a .pyc against its source's mtime, and the packer fixes every
 # mtime: compile the standard library with hashes that are never checked, so
