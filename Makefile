@@ -17,7 +17,7 @@ GO_FILES := $(shell find . \( -path ./$(BUILD) -o -path ./tools/runc -o -path ./
 GO_SOURCES := $(GO_FILES) go.mod go.sum
 EMBEDDED := rootfs/embedded
 
-.PHONY: all run test e2e e2e-deps bench bench-deps soak install deps runc rootfs clean distclean fmt-check FORCE
+.PHONY: all run test e2e e2e-deps e2e-rootfs bench bench-deps soak install deps runc rootfs clean distclean fmt-check FORCE
 
 all: bin/mrtd
 
@@ -175,14 +175,23 @@ test: fmt-check $(BUILD)/runc bin/mrtd
 		$(GO) test -race -count=1 ./...
 
 ## e2e: the image tests against a real registry on 127.0.0.1 (Debian's
-## docker-registry, images pushed with skopeo); installs both as root, or says how.
-E2E_DEB_PACKAGES := docker-registry skopeo
+## docker-registry, images pushed with skopeo), and the Gearman tests: Debian's
+## gearmand and gearman client, workers from a rootfs built with gearman-tools,
+## on one host and on several simulated with network namespaces; installs the
+## packages as root, or says how.
+E2E_DEB_PACKAGES := docker-registry skopeo gearman-job-server gearman-tools iproute2
 e2e-deps:
 	$(call install-debs,$(E2E_DEB_PACKAGES))
 
-e2e: e2e-deps $(BUILD)/runc bin/mrtd
-	MRTD_INTEGRATION=1 MRTD_E2E_REGISTRY=1 MRTD_RUNC=$(CURDIR)/$(BUILD)/runc MRTD_BIN=$(CURDIR)/bin/mrtd \
-		$(GO) test -race -count=1 -run 'Image' ./e2e/
+# The Gearman tests' worker rootfs: built once (debootstrap), then reused.
+GEARMAN_ROOTFS := $(BUILD)/rootfs-gearman-worker.tar.zst
+e2e-rootfs:
+	$(MAKE) rootfs NAME=gearman-worker PACKAGES=gearman-tools
+
+e2e: e2e-deps e2e-rootfs $(BUILD)/runc bin/mrtd
+	MRTD_INTEGRATION=1 MRTD_E2E_REGISTRY=1 MRTD_E2E_GEARMAN_ROOTFS=$(CURDIR)/$(GEARMAN_ROOTFS) \
+		MRTD_RUNC=$(CURDIR)/$(BUILD)/runc MRTD_BIN=$(CURDIR)/bin/mrtd \
+		$(GO) test -race -count=1 -timeout 30m -run 'Image|Gearman' ./e2e/
 
 ## bench: ratios against raw runc, measured in the same run (BENCH_FLAGS="-n 10" for fewer runs;
 ## "-image-only" for the image figures). The image figures need docker-registry,
