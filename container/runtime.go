@@ -98,6 +98,12 @@ func (rt *Runtime) Init(ctx context.Context) error {
 	if err := unix.Access(rt.Dir, unix.W_OK|unix.X_OK); err != nil {
 		return &RuntimeDirError{Dir: rt.Dir, Err: err}
 	}
+	// Kill every leftover first, all at once, then delete them one by one
+	// (runc delete takes about 100 ms each): workers whose mrtd died still
+	// take jobs, and fail them once nothing reads their output.
+	if _, err := rt.KillStale(); err != nil {
+		rt.Log.Error(err, "killing containers left by a process that died")
+	}
 	ents, err := os.ReadDir(rt.BundlesDir())
 	if err != nil {
 		return &RuntimeDirError{Dir: rt.Dir, Err: err}
