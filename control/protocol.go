@@ -43,6 +43,30 @@ type WorkerStatus struct {
 	// LastExit says how the worker's last container ended ("exit status
 	// 0" for a clean exit); empty when none has ended yet.
 	LastExit string `json:"lastExit,omitempty"`
+	// Reason classifies LastExit as the restart metrics count it:
+	// "exited_0", "exited_nonzero", "signaled", "oom", "unhealthy",
+	// "start_failed" or "error"; empty when none has ended yet.
+	Reason string `json:"reason,omitempty"`
+	// Health is the worker's health check; absent without one.
+	Health *WorkerHealth `json:"health,omitempty"`
+}
+
+// WorkerHealth is a worker's health check, with Podman's names.
+type WorkerHealth struct {
+	// Status is "starting" (no check passed yet since the container
+	// started), "healthy" or "unhealthy".
+	Status string `json:"status"`
+	// FailingStreak counts the failed checks in a row that count (not
+	// those of the start period).
+	FailingStreak int `json:"failingStreak"`
+	// LastCheck is when the last check ended; absent before the first.
+	LastCheck time.Time `json:"lastCheck,omitzero"`
+	// LastExitCode is the last check's exit status: -1 when it timed out
+	// or could not run.
+	LastExitCode int `json:"lastExitCode"`
+	// LastOutput is the beginning of what it printed (or why it could not
+	// run), a few hundred bytes at most.
+	LastOutput string `json:"lastOutput"`
 }
 
 // SocketPath is the control socket of an instance: <runtimeDir>/<instance>.sock.

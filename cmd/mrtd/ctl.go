@@ -10,6 +10,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -19,7 +20,7 @@ import (
 )
 
 const ctlUsage = `Usage:
-  mrtd status [--json]       each worker's state, pid, uptime, restarts and last exit
+  mrtd status [--json]       each worker's state, pid, uptime, restarts, last exit and health
   mrtd scale N              keep N workers: those below N are left alone
   mrtd restart WORKER       replace one worker's container
 
@@ -106,8 +107,16 @@ func printStatus(w io.Writer, resp *control.Response) {
 			fmt.Fprintf(w, "label %s=%s\n", k, resp.Labels[k])
 		}
 	}
+	health := false // a health check: its columns
+	for _, st := range resp.Workers {
+		health = health || st.Health != nil
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "WORKER\tCONTAINER\tSTATE\tPID\tUPTIME\tRESTARTS\tLAST EXIT")
+	if health {
+		fmt.Fprintln(tw, "WORKER\tCONTAINER\tSTATE\tPID\tUPTIME\tRESTARTS\tLAST EXIT\tHEALTH\tLAST CHECK")
+	} else {
+		fmt.Fprintln(tw, "WORKER\tCONTAINER\tSTATE\tPID\tUPTIME\tRESTARTS\tLAST EXIT")
+	}
 	for _, st := range resp.Workers {
 		pid, uptime := "-", "-"
 		if st.Pid > 0 {
@@ -120,7 +129,43 @@ func printStatus(w io.Writer, resp *control.Response) {
 		if last == "" {
 			last = "-"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\n", st.Worker, st.ContainerID, st.State, pid, uptime, st.Restarts, last)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s", st.Worker, st.ContainerID, st.State, pid, uptime, st.Restarts, last)
+		if health {
+			h, check := healthColumns(st.Health, time.Now())
+			fmt.Fprintf(tw, "\t%s\t%s", h, check)
+		}
+		fmt.Fprintln(tw)
 	}
 	tw.Flush()
+}
+
+// maxCheckOutput is how much of a check's output the status table shows.
+const maxCheckOutput = 60
+
+// healthColumns are a worker's HEALTH and LAST CHECK in the status table:
+// its health and failing streak; how long ago the last check ended, its
+// exit code and the start of its output, on one line.
+func healthColumns(h *control.WorkerHealth, now time.Time) (health, check string) {
+	if h == nil {
+		return "-", "-"
+	}
+	health = h.Status
+	if h.FailingStreak > 0 {
+		health += fmt.Sprintf(" (%d failed)", h.FailingStreak)
+	}
+	if h.LastCheck.IsZero() {
+		return health, "-"
+	}
+	check = fmt.Sprintf("%s ago: exit %d", now.Sub(h.LastCheck).Round(time.Second), h.LastExitCode)
+	if h.LastExitCode < 0 {
+		check = fmt.Sprintf("%s ago: failed", now.Sub(h.LastCheck).Round(time.Second))
+	}
+	out := strings.Join(strings.Fields(h.LastOutput), " ")
+	if r := []rune(out); len(r) > maxCheckOutput {
+		out = string(r[:maxCheckOutput-1]) + "…"
+	}
+	if out != "" {
+		check += ": " + out
+	}
+	return health, check
 }
