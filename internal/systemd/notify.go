@@ -42,7 +42,8 @@ func (s WorkerState) String() string {
 // Notifier reports a pool to systemd through NOTIFY_SOCKET: READY=1 once
 // every desired worker has had its first attempt (it runs, or its start
 // failed: a worker mrtd cannot start must not leave systemd waiting for
-// TimeoutStartSec), STATUS= when the counts change, WATCHDOG=1 while a probe
+// TimeoutStartSec), or, with a health check (WaitHealthy), once every
+// desired worker is healthy; STATUS= when the counts change, WATCHDOG=1 while a probe
 // answers, STOPPING=1 on shutdown. Without NOTIFY_SOCKET its sends do
 // nothing. A send that fails is logged once; later failures are counted, and
 // the first send that works again logs how many were lost.
@@ -69,6 +70,10 @@ type Notifier struct {
 	restarts int
 	ready    bool
 	status   string // the last STATUS= sent
+	// waitHealthy makes READY=1 wait for healthy workers (WaitHealthy);
+	// healthy are the running workers whose health check passed last.
+	waitHealthy bool
+	healthy     map[string]bool
 }
 
 // NewNotifier returns a Notifier for a pool of desired workers that sends
@@ -81,7 +86,18 @@ func NewNotifier(log logr.Logger, desired int) *Notifier {
 		desired:  desired,
 		running:  map[string]bool{},
 		tried:    map[string]bool{},
+		healthy:  map[string]bool{},
 	}
+}
+
+// WaitHealthy is for a pool with a health check: READY=1 then waits until
+// every desired worker is healthy, as Quadlet's Notify=healthy, and the
+// STATUS= line counts the healthy workers. Call it before the first
+// Worker.
+func (n *Notifier) WaitHealthy() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.waitHealthy = true
 }
 
 func realTimer(d time.Duration) (<-chan time.Time, func() bool) {
@@ -123,6 +139,7 @@ func (n *Notifier) Worker(name string, s WorkerState) {
 		n.running[name] = true
 	} else {
 		delete(n.running, name)
+		delete(n.healthy, name)
 	}
 	if s != WorkerStarting {
 		n.tried[name] = true
@@ -130,9 +147,34 @@ func (n *Notifier) Worker(name string, s WorkerState) {
 	if s == WorkerRestarting {
 		n.restarts++
 	}
+	n.changed()
+}
+
+// Health records that the running worker name's health check passed
+// (healthy) or not. With WaitHealthy, it sends READY=1 once every desired
+// worker is healthy, and STATUS= when the line changes. A worker that
+// stops is no longer healthy: Worker forgets it.
+func (n *Notifier) Health(name string, healthy bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if healthy && n.running[name] {
+		n.healthy[name] = true
+	} else {
+		delete(n.healthy, name)
+	}
+	n.changed()
+}
+
+// changed sends READY=1 when the pool became ready, and STATUS= when the
+// line changed. The caller holds n.mu.
+func (n *Notifier) changed() {
 	status := n.statusLine()
 	msg := ""
-	if !n.ready && len(n.tried) >= n.desired {
+	ready := len(n.tried) >= n.desired
+	if n.waitHealthy {
+		ready = len(n.healthy) >= n.desired
+	}
+	if !n.ready && ready {
 		n.ready = true
 		msg = daemon.SdNotifyReady + "\n"
 	}
@@ -147,6 +189,9 @@ func (n *Notifier) Worker(name string, s WorkerState) {
 
 // statusLine is STATUS=. The caller holds n.mu.
 func (n *Notifier) statusLine() string {
+	if n.waitHealthy {
+		return fmt.Sprintf("%d/%d workers running, %d healthy, %d restarts", len(n.running), n.desired, len(n.healthy), n.restarts)
+	}
 	return fmt.Sprintf("%d/%d workers running, %d restarts", len(n.running), n.desired, n.restarts)
 }
 
