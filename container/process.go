@@ -43,7 +43,7 @@ type Process struct {
 
 	exit    <-chan reaper.Exit
 	pidfd   int
-	cgroup  string // its own cgroup's directory; see ownCgroup
+	oomFile string // counts OOM kills in its own cgroup; see oomFile
 	bundle  *bundle
 	readers sync.WaitGroup
 }
@@ -123,7 +123,7 @@ func (rt *Runtime) Start(ctx context.Context, id string, o Options, rp *reaper.R
 		rt.abandon(ctx, p)
 		return nil, fmt.Errorf("reading the pid of container %s: %w", id, err)
 	}
-	p.cgroup = ownCgroup(cgroupRoot, p.Pid)
+	p.oomFile = oomFile(cgroupRoot, p.Pid)
 	// pidfd first, then Watch: if the init exited (and was reaped) before
 	// Watch, Watch has its exit already and the pidfd, which may name a new
 	// process, is never used.
