@@ -66,6 +66,13 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	perWorker, err := newPerWorker(st, env, tmpl)
+	if err == nil {
+		err = perWorker.check(tmpl, pc.Workers)
+	}
+	if err != nil {
+		return err
+	}
 	lock, err := lockInstance(cfg.RuntimeDir, pc.Instance)
 	if err != nil {
 		return err
@@ -102,6 +109,7 @@ func Run(ctx context.Context, opts Options) error {
 		Instance:    pc.Instance,
 		Template:    tmpl,
 		WorkerEnv:   workerEnv(st.Workers),
+		PerWorker:   perWorker.hook(),
 		StopSignal:  stopSignal(st, env.image, log),
 		StopTimeout: pc.StopTimeout,
 		Restart:     pool.RestartPolicy(pc.Restart),

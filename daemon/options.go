@@ -108,7 +108,8 @@ func (e *env) tree() tree {
 
 // addMounts adds to o the tmpfs (--tmpfs, and /var/tmp by default) and the
 // binds (--mount) and checks their mount points in t, creating the missing
-// ones where t allows it.
+// ones where t allows it. A bind whose SRC is a template keeps SRC as
+// given, for perWorker to render and check for each worker.
 func addMounts(o *container.Options, t tree, tmpfs, mounts []string, p protected) error {
 	dsts := map[string]string{}
 	varTmp := true
@@ -145,6 +146,18 @@ func addMounts(o *container.Options, t tree, tmpfs, mounts []string, p protected
 		}
 	}
 	for _, v := range mounts {
+		if config.IsTemplate(v) {
+			m, err := config.ParseMountTemplate("--mount", v)
+			if err != nil {
+				return err
+			}
+			if prev, ok := dsts[m.Destination]; ok {
+				return &config.UsageError{Err: fmt.Errorf("--mount %s: %s is the destination of %s too: give each mount its own", v, m.Destination, prev)}
+			}
+			dsts[m.Destination] = "--mount " + v
+			o.Binds = append(o.Binds, container.Bind{Source: m.SourceText, Destination: m.Destination, ReadOnly: m.ReadOnly})
+			continue
+		}
 		m, err := config.ParseMount(v)
 		if err != nil {
 			return err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/mrt-project/mrt/container"
@@ -86,7 +87,7 @@ func TestPerWorkerError(t *testing.T) {
 	}
 	wantPort(t, f.running(t, 1, 0), 1, 9601)
 	ev := f.rec.next(t, 2, BackingOff)
-	if ev.Reason != ReasonStartFailed || !strings.Contains(ev.StartReason, "worker 2: no value for this worker") {
+	if ev.Reason != ReasonStartFailed || ev.StartReason != "no value for this worker" {
 		t.Errorf("worker 2's event %+v, want a failed start with the hook's error", ev)
 	}
 	if n := f.rt.starts(f.id(2)); n != 0 {
@@ -103,6 +104,25 @@ func TestPerWorkerError(t *testing.T) {
 			t.Errorf("worker %d has %d starts, want 1", i, n)
 		}
 	}
+}
+
+// TestPerWorkerErrorRetried: each try of a worker the hook failed calls
+// the hook again, so that what it lacked (a worker's own directory, made
+// after the scale up) lets the worker start without a reload.
+func TestPerWorkerErrorRetried(t *testing.T) {
+	t.Parallel()
+	var missing atomic.Bool
+	missing.Store(true)
+	f := newFixture(t, 2, func(c *Config) {
+		scratchTemplate(c)
+		c.PerWorker = portHook(9600, func(i int) bool { return i == 1 && missing.Load() })
+	})
+	f.start(t)
+	f.running(t, 0, 0)
+	f.rec.next(t, 1, BackingOff)
+	f.rec.next(t, 1, BackingOff)
+	missing.Store(false)
+	wantPort(t, f.running(t, 1, 0), 1, 9601)
 }
 
 // TestReconfigurePerWorker: a reload restarts exactly the workers whose

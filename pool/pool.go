@@ -59,9 +59,10 @@ type Config struct {
 // (reflect.DeepEqual). o.Env is the worker's own copy; o's other slices
 // share their arrays with the template, so replace them (slices.Clone)
 // rather than change their elements. It is called with the pool's lock
-// held and must not call the pool. An error
-// fails that worker's starts (logged as a failed start, with backoff)
-// until a Reconfigure brings options that work; the other workers run.
+// held and must not call the pool. An error fails that worker's start
+// (logged as a failed start, with backoff); each later try calls PerWorker
+// again, so that what it lacked (a worker's own directory, say) may be
+// supplied meanwhile. The other workers run.
 type PerWorker func(i int, o *container.Options) error
 
 // Pool is N workers under one supervisor.
@@ -176,7 +177,7 @@ func (p *Pool) options(i int) (container.Options, error) {
 	o.Env = append(o.Env, "MRTD_WORKER="+strconv.Itoa(i), "MRTD_INSTANCE="+p.cfg.Instance)
 	if p.cfg.PerWorker != nil {
 		if err := p.cfg.PerWorker(i, &o); err != nil {
-			return container.Options{}, fmt.Errorf("worker %d: %w", i, err)
+			return container.Options{}, err // logged with the worker's index
 		}
 	}
 	return o, nil

@@ -43,6 +43,11 @@ type worker struct {
 func (w *worker) Serve(ctx context.Context, started func(pid int)) error {
 	p := w.pool
 	p.mu.Lock()
+	if w.optsErr != nil {
+		// What PerWorker lacked (a worker's own directory) may be there
+		// now: each try makes the options anew.
+		w.opts, w.optsErr = p.options(w.index)
+	}
 	opts, optsErr := w.opts, w.optsErr
 	p.mu.Unlock()
 	if optsErr != nil {
