@@ -30,6 +30,8 @@ const (
 	ReasonExitedNonzero Reason = "exited_nonzero" // its command exited non-zero
 	ReasonSignaled      Reason = "signaled"       // its command was killed by a signal
 	ReasonStartFailed   Reason = "start_failed"   // runc could not start it
+	ReasonUnhealthy     Reason = "unhealthy"      // its health check failed Retries times in a row
+	ReasonOOM           Reason = "oom"            // the kernel's OOM killer killed it (see ExitError.OOM)
 	ReasonError         Reason = "error"          // anything else
 )
 
@@ -49,6 +51,8 @@ type Status struct {
 	// the first exit; Reason classifies it.
 	LastExit error
 	Reason   Reason
+	// Health is the worker's health check, in Status; zero without one.
+	Health HealthStatus
 }
 
 // Event reports a change of a worker's state.
@@ -65,6 +69,7 @@ type Event struct {
 func reason(exited bool, err error) Reason {
 	var exit *ExitError
 	var start *container.StartError
+	var sick *UnhealthyError
 	switch {
 	case !exited:
 		return ReasonNone
@@ -72,6 +77,10 @@ func reason(exited bool, err error) Reason {
 		return ReasonExited0
 	case errors.As(err, &start):
 		return ReasonStartFailed
+	case errors.As(err, &sick):
+		return ReasonUnhealthy
+	case errors.As(err, &exit) && exit.OOM:
+		return ReasonOOM
 	case errors.As(err, &exit) && exit.Exit.Status.Signaled():
 		return ReasonSignaled
 	case errors.As(err, &exit):

@@ -61,6 +61,7 @@ type fakeProcess struct {
 	signals  []unix.Signal
 	deleted  bool
 	received bool // Delete saw the exit delivered
+	oom      bool // OOMKilled's answer
 }
 
 func (p *fakeProcess) Pid() int                   { return p.pid }
@@ -80,6 +81,12 @@ func (p *fakeProcess) Signal(sig unix.Signal) error {
 		p.exitLocked(exitCode(0))
 	}
 	return nil
+}
+
+func (p *fakeProcess) OOMKilled() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.oom
 }
 
 // exit makes the process end with status, once.
@@ -144,6 +151,10 @@ type fakeRuntime struct {
 	startedPre int      // containers started before RemoveStale was called
 	deleting   int      // Delete calls entered
 	holdDelete chan struct{}
+	// exec, when set, answers Exec (health checks); otherwise every
+	// command exits 0. execs counts the calls, by id.
+	exec  func(ctx context.Context, id string, args []string) (container.ExecResult, error)
+	execs map[string]int
 }
 
 func newFakeRuntime(t *testing.T, runc string) *fakeRuntime {
@@ -202,6 +213,34 @@ func (r *fakeRuntime) RemoveStale(ctx context.Context, prefix string) ([]string,
 		r.startedPre += len(ps)
 	}
 	return r.stale, r.staleErr
+}
+
+func (r *fakeRuntime) Exec(ctx context.Context, id string, args []string, timeout time.Duration) (container.ExecResult, error) {
+	r.mu.Lock()
+	if r.execs == nil {
+		r.execs = map[string]int{}
+	}
+	r.execs[id]++
+	exec := r.exec
+	r.mu.Unlock()
+	if exec == nil {
+		return container.ExecResult{}, nil
+	}
+	return exec(ctx, id, args)
+}
+
+// setExec makes f answer Exec from now on.
+func (r *fakeRuntime) setExec(f func(ctx context.Context, id string, args []string) (container.ExecResult, error)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.exec = f
+}
+
+// execCount is how many commands were run in id's containers.
+func (r *fakeRuntime) execCount(id string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.execs[id]
 }
 
 func (r *fakeRuntime) Runc() string {

@@ -45,6 +45,11 @@ type Config struct {
 	// Hook, when set, receives every change of a worker's state. It is
 	// called synchronously and must not block.
 	Hook func(Event)
+	// Health, when set, is the workers' health check.
+	Health *HealthCheck
+	// HealthHook, when set, receives every health check's result. It is
+	// called synchronously and must not block.
+	HealthHook func(HealthEvent)
 }
 
 // PerWorker makes worker i's container from o, the template with the
@@ -246,6 +251,13 @@ func (p *Pool) Status() []Status {
 	for _, st := range all {
 		out = append(out, p.status(st))
 	}
+	p.mu.Lock()
+	for i := range out {
+		if w := p.workers[out[i].Worker]; w != nil {
+			out[i].Health = w.health.get()
+		}
+	}
+	p.mu.Unlock()
 	sort.Slice(out, func(a, b int) bool { return out[a].Worker < out[b].Worker })
 	return out
 }
@@ -350,7 +362,7 @@ func (p *Pool) logEvent(ev Event) {
 		if ev.LastExit != nil {
 			exit = ev.LastExit.Error()
 		}
-		p.log.Info("worker exited", append(kv, "exit", exit, "backoff", ev.Delay.Round(time.Millisecond).String())...)
+		p.log.Info("worker exited", append(kv, "exit", exit, "exitReason", string(ev.Reason), "backoff", ev.Delay.Round(time.Millisecond).String())...)
 	case Stopped:
 		if errors.Is(ev.LastExit, ErrUnusable) {
 			p.log.Error(ev.LastExit, "worker cannot run", kv...)

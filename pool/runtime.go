@@ -2,6 +2,7 @@ package pool
 
 import (
 	"context"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -23,6 +24,9 @@ type Runtime interface {
 	RemoveStale(ctx context.Context, prefix string) ([]string, error)
 	// Runc is the runc binary, which must stay in place.
 	Runc() string
+	// Exec runs args in the running container id as its command runs,
+	// for timeout at most (see container.Runtime.Exec).
+	Exec(ctx context.Context, id string, args []string, timeout time.Duration) (container.ExecResult, error)
 }
 
 // Process is a started container.
@@ -33,6 +37,9 @@ type Process interface {
 	// Signal signals the container's init; os.ErrProcessDone once it
 	// exited.
 	Signal(sig unix.Signal) error
+	// OOMKilled reports, once the init exited and before Delete, whether
+	// the kernel's OOM killer killed a process of the container.
+	OOMKilled() bool
 }
 
 // runcRuntime is the real Runtime.
@@ -58,6 +65,10 @@ func (r runcRuntime) RemoveStale(ctx context.Context, prefix string) ([]string, 
 }
 
 func (r runcRuntime) Runc() string { return r.rt.Runc }
+
+func (r runcRuntime) Exec(ctx context.Context, id string, args []string, timeout time.Duration) (container.ExecResult, error) {
+	return r.rt.Exec(ctx, id, args, timeout)
+}
 
 type runcProcess struct{ *container.Process }
 

@@ -19,10 +19,16 @@ import (
 // ExitError is a worker container that exited non-zero or was killed.
 type ExitError struct {
 	Exit reaper.Exit
+	// OOM is set when the kernel's OOM killer killed it (SIGKILL, and its
+	// cgroup counted an OOM kill; see container.Process.OOMKilled).
+	OOM bool
 }
 
 func (e *ExitError) Error() string {
 	if e.Exit.Status.Signaled() {
+		if e.OOM {
+			return "killed by signal " + unix.SignalName(e.Exit.Status.Signal()) + ": out of memory"
+		}
 		return "killed by signal " + unix.SignalName(e.Exit.Status.Signal())
 	}
 	return "exit status " + strconv.Itoa(e.Exit.Status.ExitStatus())
@@ -37,6 +43,7 @@ type worker struct {
 	optsErr error
 	pool    *Pool
 	log     logr.Logger
+	health  healthState
 }
 
 // Serve runs the worker's container once. It implements supervisor.Service.
@@ -63,19 +70,11 @@ func (w *worker) Serve(ctx context.Context, started func(pid int)) error {
 		return fmt.Errorf("starting worker %d: %w", w.index, err)
 	}
 	started(proc.Pid())
-	var exit reaper.Exit
-	select {
-	case exit = <-proc.Exited():
-	case <-ctx.Done():
-		exit = w.stop(proc)
-	}
+	exit, sick, oom := w.wait(ctx, proc)
 	if err := p.rt.Delete(context.WithoutCancel(ctx), proc); err != nil {
 		w.log.Error(err, "deleting container", "containerId", w.id)
 	}
-	if exit.Status.Exited() && exit.Status.ExitStatus() == 0 {
-		return nil
-	}
-	return &ExitError{Exit: exit}
+	return exitError(exit, sick, oom)
 }
 
 // stop sends the stop signal, waits up to the stop timeout (or until the
