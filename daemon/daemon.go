@@ -32,6 +32,9 @@ type Settings struct {
 	// MRTD_STOP_SIGNAL or the config file) rather than defaulted: it then
 	// wins over an image's StopSignal.
 	StopSignalSet bool
+	// HealthSet holds the --health-* keys set (flag, MRTD_* or the config
+	// file): each wins over the image's HEALTHCHECK field.
+	HealthSet map[string]bool
 }
 
 // Options configure Run.
@@ -73,6 +76,10 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	health, err := healthCheck(st, env.image, tmpl, log)
+	if err != nil {
+		return err
+	}
 	lock, err := lockInstance(cfg.RuntimeDir, pc.Instance)
 	if err != nil {
 		return err
@@ -81,10 +88,18 @@ func Run(ctx context.Context, opts Options) error {
 
 	// What follows the pool: systemd and the metrics.
 	var hooks []func(pool.Event)
+	var healthHooks []func(pool.HealthEvent)
 	var notify *systemd.Notifier
 	if systemd.NotifyEnabled() {
 		notify = systemd.NewNotifier(log.WithName("systemd"), pc.Workers)
 		hooks = append(hooks, func(ev pool.Event) { notify.Worker(ev.ContainerID, workerState(ev)) })
+		if health != nil {
+			// READY=1 once every worker is healthy (Notify=healthy).
+			notify.WaitHealthy()
+			healthHooks = append(healthHooks, func(ev pool.HealthEvent) {
+				notify.Health(ev.ContainerID, ev.Health == pool.HealthHealthy)
+			})
+		}
 	}
 	var mtr *metrics
 	var metricsLn net.Listener
@@ -95,6 +110,7 @@ func Run(ctx context.Context, opts Options) error {
 		defer metricsLn.Close()
 		mtr = newMetrics(pc.Workers, env.RuncVersion, env.RootfsDigest)
 		hooks = append(hooks, mtr.event)
+		healthHooks = append(healthHooks, mtr.health)
 	}
 	scaled := func(n int) {
 		if notify != nil {
@@ -117,6 +133,12 @@ func Run(ctx context.Context, opts Options) error {
 		BackoffMax:  pc.BackoffMax,
 		Hook: func(ev pool.Event) {
 			for _, h := range hooks {
+				h(ev)
+			}
+		},
+		Health: health,
+		HealthHook: func(ev pool.HealthEvent) {
+			for _, h := range healthHooks {
 				h(ev)
 			}
 		},
@@ -285,6 +307,9 @@ func logStatus(log logr.Logger, pl *pool.Pool) {
 		if st.State == pool.BackingOff {
 			kv = append(kv, "backoffUntil", st.BackoffUntil.Format(time.RFC3339Nano))
 		}
+		if h := st.Health; h.Health != pool.HealthNone {
+			kv = append(kv, "health", string(h.Health), "failingStreak", h.FailingStreak)
+		}
 		log.Info("worker status", kv...)
 	}
 }
@@ -297,7 +322,7 @@ func (p poolControl) Status() []control.WorkerStatus {
 	out := make([]control.WorkerStatus, 0, len(all))
 	for _, st := range all {
 		w := control.WorkerStatus{Worker: st.Worker, ContainerID: st.ContainerID, State: string(st.State), Pid: st.Pid,
-			Since: st.Since, Restarts: st.Restarts}
+			Since: st.Since, Restarts: st.Restarts, Reason: string(st.Reason), Health: healthStatus(st.Health)}
 		if st.LastExit != nil {
 			w.LastExit = st.LastExit.Error()
 		} else if st.Reason == pool.ReasonExited0 {

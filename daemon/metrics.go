@@ -24,10 +24,15 @@ type metrics struct {
 	restarts *prometheus.CounterVec
 	latency  prometheus.Histogram
 	backoff  *prometheus.GaugeVec
+	// The health check's: checks and failed checks, and the healthy.
+	checks   *prometheus.CounterVec
+	failures *prometheus.CounterVec
+	healthyN prometheus.Gauge
 
 	mu       sync.Mutex
 	up       map[string]bool
 	starting map[string]time.Time
+	healthy  map[string]bool
 }
 
 func newMetrics(desired int, runcVersion, rootfsDigest string) *metrics {
@@ -50,8 +55,18 @@ func newMetrics(desired int, runcVersion, rootfsDigest string) *metrics {
 		backoff: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "mrtd_worker_backoff_seconds", Help: "The restart delay a worker is waiting out; 0 when it is not.",
 		}, []string{"worker"}),
+		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mrtd_worker_health_checks_total", Help: "Health checks run in a worker.",
+		}, []string{"worker"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mrtd_worker_health_check_failures_total", Help: "Health checks of a worker that failed (exited non-zero, timed out or could not run).",
+		}, []string{"worker"}),
+		healthyN: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mrtd_workers_healthy", Help: "Running workers whose last counted health check passed.",
+		}),
 		up:       map[string]bool{},
 		starting: map[string]time.Time{},
+		healthy:  map[string]bool{},
 	}
 	build := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "mrtd_build_info",
@@ -60,7 +75,7 @@ func newMetrics(desired int, runcVersion, rootfsDigest string) *metrics {
 	})
 	build.Set(1)
 	m.desired.Set(float64(desired))
-	m.reg.MustRegister(m.desired, m.running, m.restarts, m.latency, m.backoff, build,
+	m.reg.MustRegister(m.desired, m.running, m.restarts, m.latency, m.backoff, m.checks, m.failures, m.healthyN, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -91,8 +106,27 @@ func (m *metrics) event(ev pool.Event) {
 		m.up[name] = true
 	} else {
 		delete(m.up, name)
+		delete(m.healthy, name)
 	}
 	m.running.Set(float64(len(m.up)))
+	m.healthyN.Set(float64(len(m.healthy)))
+}
+
+// health is a pool health hook.
+func (m *metrics) health(ev pool.HealthEvent) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	name := ev.ContainerID
+	m.checks.WithLabelValues(name).Inc()
+	if ev.Failed {
+		m.failures.WithLabelValues(name).Inc()
+	}
+	if ev.Health == pool.HealthHealthy && m.up[name] {
+		m.healthy[name] = true
+	} else {
+		delete(m.healthy, name)
+	}
+	m.healthyN.Set(float64(len(m.healthy)))
 }
 
 func (m *metrics) setDesired(n int) { m.desired.Set(float64(n)) }

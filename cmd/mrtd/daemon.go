@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/mrt-project/mrt/config"
 	"github.com/mrt-project/mrt/daemon"
@@ -17,7 +18,10 @@ mrtd without a command keeps --workers rootless containers running COMMAND
 (default: the default rootfs's demo worker, ` + config.DemoWorker + `), each
 with its own id and hostname <instance>-<index> and MRTD_WORKER=<index>,
 MRTD_INSTANCE=<instance> in its environment, all from one read-only rootfs.
-Workers that exit are restarted with per-worker exponential backoff. SIGTERM
+Workers that exit are restarted, at once after a first failure, then with
+per-worker exponential backoff; with --health-cmd (or the image's
+HEALTHCHECK), a worker whose check fails --health-retries times in a row is
+restarted as unhealthy. SIGTERM
 or SIGINT stops them all (the stop signal, then SIGKILL after --stop-timeout;
 a second signal kills at once). SIGUSR1 logs each worker's state. Containers
 left by an mrtd that crashed are removed at start.
@@ -75,7 +79,13 @@ func daemonCommand(args []string, stdout, stderr io.Writer) int {
 // daemonSettings is what the daemon runs of st.
 func daemonSettings(st *config.Settings) daemon.Settings {
 	_, set := st.Sources["stop-signal"]
-	return daemon.Settings{Container: st.Config, Pool: st.Pool, Workers: st.Workers, StopSignalSet: set}
+	health := map[string]bool{}
+	for k := range st.Sources {
+		if strings.HasPrefix(k, "health-") {
+			health[k] = true
+		}
+	}
+	return daemon.Settings{Container: st.Config, Pool: st.Pool, Workers: st.Workers, StopSignalSet: set, HealthSet: health}
 }
 
 // failDaemon prints err as one line: 2 for usage errors, 1 otherwise.
