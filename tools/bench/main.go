@@ -20,6 +20,10 @@
 //   - images (see image.go): pull + flatten into an empty cache vs. `skopeo
 //     copy` + `umoci unpack` of the same image from a docker-registry on
 //     127.0.0.1; a warm start with --image vs. the same tree as --rootfs DIR;
+//   - health checks and restarts at once (see health.go): the restart after
+//     a worker's first failure with the default flags vs. `runc run -d`;
+//     the CPU of a health check vs. a raw `runc exec`, and of checks every
+//     30 s of 16 workers in % of a core;
 //   - --user (keep-id, see keepid.go): a warm start, a pool worker's restart
 //     after SIGKILL and a first run with an empty cache, each with --user
 //     1000 vs. without, both sides as the same unprivileged uid with a
@@ -231,6 +235,7 @@ type row struct {
 }
 
 func (b *bench) measure() error {
+	applyHealthOnly()
 	fmt.Printf("cpus: %d (GOMAXPROCS %d)\n", runtime.NumCPU(), runtime.GOMAXPROCS(0))
 	if v, err := exec.Command(b.runc, "--version").Output(); err == nil {
 		fmt.Printf("runc: %s (%s)\n", firstLine(string(v)), b.runc)
@@ -289,6 +294,15 @@ func (b *bench) measure() error {
 		rows = append(rows, poolRows...)
 		res = poolRes
 		series = append(series, poolSeries...)
+	}
+
+	// 5b. Health checks and the restart after a first failure (health.go).
+	if healthWanted() {
+		hRows, hRes, hSeries, err := b.healthFigures()
+		if err != nil {
+			return err
+		}
+		rows, res, series = append(rows, hRows...), append(res, hRes...), append(series, hSeries...)
 	}
 
 	// 6. --user (keep-id).
