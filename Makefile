@@ -17,7 +17,7 @@ GO_FILES := $(shell find . \( -path ./$(BUILD) -o -path ./tools/runc -o -path ./
 GO_SOURCES := $(GO_FILES) go.mod go.sum
 EMBEDDED := rootfs/embedded
 
-.PHONY: all run test e2e e2e-deps e2e-rootfs bench bench-deps soak install deps runc rootfs clean distclean fmt-check FORCE
+.PHONY: all run test e2e e2e-deps e2e-rootfs bench bench-deps soak install deps runc init rootfs clean distclean fmt-check FORCE
 
 all: bin/mrtd
 
@@ -55,6 +55,33 @@ $(BUILD)/runc: tools/runc/go.mod tools/runc/go.sum | deps
 		-o $(CURDIR)/$@.tmp github.com/opencontainers/runc
 	mv $@.tmp $@
 	$@ --version | head -1
+
+## init: the init of --init, Debian's tini-static (static, MIT; Docker's
+## docker-init), from the .deb that tools/init/SHA256SUMS pins: fetched with
+## apt-get download into $(BUILD)/debs, checked, and never installed.
+INIT_SUMS := tools/init/SHA256SUMS
+DEB_ARCH := $(shell dpkg --print-architecture 2>/dev/null)
+INIT_DEB := $(shell awk '$$2 ~ /^tini_[^_]+_$(DEB_ARCH)\.deb$$/ { print $$2 }' $(INIT_SUMS))
+INIT_VERSION := $(word 2,$(subst _, ,$(INIT_DEB)))
+init: $(BUILD)/init
+$(BUILD)/init: $(INIT_SUMS)
+	@test -n "$(INIT_DEB)" || { echo "make: $(INIT_SUMS) pins no tini .deb for $(or $(DEB_ARCH),this architecture)" >&2; exit 1; }
+	@mkdir -p $(BUILD)/debs
+	@if [ ! -f $(BUILD)/debs/$(INIT_DEB) ]; then \
+		echo "apt-get download tini=$(INIT_VERSION)"; \
+		(cd $(BUILD)/debs && apt-get download -q 'tini=$(INIT_VERSION)') || \
+		{ [ "$$(id -u)" = 0 ] && apt-get update -q && (cd $(BUILD)/debs && apt-get download -q 'tini=$(INIT_VERSION)'); } || \
+		{ echo "make: cannot download tini $(INIT_VERSION); run: (cd $(CURDIR)/$(BUILD)/debs && apt-get download 'tini=$(INIT_VERSION)'), after sudo apt-get update, or copy $(INIT_DEB) there" >&2; exit 1; }; \
+	fi
+	@echo "checking $(INIT_DEB) against $(INIT_SUMS)"
+	@cd $(BUILD)/debs && grep -F '  $(INIT_DEB)' $(CURDIR)/$(INIT_SUMS) | sha256sum --check --strict --quiet - || \
+		{ echo "make: $(BUILD)/debs/$(INIT_DEB) is not the .deb $(INIT_SUMS) pins: remove it and run make again" >&2; exit 1; }
+	@v="$$(dpkg-deb -f $(BUILD)/debs/$(INIT_DEB) Package) $$(dpkg-deb -f $(BUILD)/debs/$(INIT_DEB) Version)"; \
+		test "$$v" = "tini $(INIT_VERSION)" || { echo "make: $(INIT_DEB) holds $$v, not tini $(INIT_VERSION)" >&2; exit 1; }
+	rm -rf $(BUILD)/init.deb && dpkg-deb -x $(BUILD)/debs/$(INIT_DEB) $(BUILD)/init.deb
+	cp $(BUILD)/init.deb/usr/bin/tini-static $@.tmp && rm -rf $(BUILD)/init.deb
+	chmod 0755 $@.tmp && mv $@.tmp $@
+	$@ --version
 
 # ROOTFS_IMAGE=REF: the embedded default rootfs is the image REF flattened
 # (`make ROOTFS_IMAGE=registry.example.org/team/worker:2`), instead of the
@@ -151,6 +178,12 @@ $(EMBEDDED)/runc: $(BUILD)/runc
 	cd $(EMBEDDED) && sha256sum runc > runc.sha256
 	$< --version | awk 'NR == 1 { print $$3 }' > $(EMBEDDED)/runc.version
 
+$(EMBEDDED)/init: $(BUILD)/init
+	@mkdir -p $(EMBEDDED)
+	cp $< $@
+	cd $(EMBEDDED) && sha256sum init > init.sha256
+	echo 'tini $(INIT_VERSION)' > $(EMBEDDED)/init.version
+
 $(EMBEDDED)/rootfs.tar.zst: $(ROOTFS_ARCHIVE) $(BUILD)/rootfs.source
 	@mkdir -p $(EMBEDDED)
 	cp $< $@
@@ -160,7 +193,7 @@ $(EMBEDDED)/rootfs.tar.zst: $(ROOTFS_ARCHIVE) $(BUILD)/rootfs.source
 # -buildvcs=false, so the build info carries none).
 MRTD_VERSION := $(or $(shell git describe --tags --always --dirty 2>/dev/null),unknown)
 
-bin/mrtd: $(GO_SOURCES) $(EMBEDDED)/runc $(EMBEDDED)/rootfs.tar.zst
+bin/mrtd: $(GO_SOURCES) $(EMBEDDED)/runc $(EMBEDDED)/init $(EMBEDDED)/rootfs.tar.zst
 	@mkdir -p bin
 	CGO_ENABLED=0 $(GO) build -trimpath -tags mrtd_assets -ldflags "-s -w -X main.version=$(MRTD_VERSION)" -o $@ ./cmd/mrtd
 
@@ -231,7 +264,7 @@ install: bin/mrtd
 
 ## clean: remove what is quick to rebuild; keeps the rootfs.
 clean:
-	rm -rf bin $(EMBEDDED) $(BUILD)/runc $(BUILD)/pack $(BUILD)/flatten
+	rm -rf bin $(EMBEDDED) $(BUILD)/runc $(BUILD)/init $(BUILD)/pack $(BUILD)/flatten
 
 ## distclean: remove every build output, the rootfs included.
 distclean: clean

@@ -60,7 +60,19 @@ type Options struct {
 	// Limits are the rlimits, OOM score, nice value and cgroup limits
 	// (limits.go).
 	Limits
+	// Init, when set, is the host path of a static init (--init) to run
+	// as the container's pid 1, in front of Args: it forwards signals to
+	// the command, reaps orphans and exits with the command's status. It
+	// is bind-mounted read-only at InitPath, on runc's /dev tmpfs, so the
+	// shared rootfs is not touched; the process runs InitPath -- Args...
+	// (tini's and catatonit's argv). Args[0] is still the command that
+	// LookCommand checks, and the stop signal goes to the init.
+	Init string
 }
+
+// InitPath is where the container sees Options.Init, as Podman mounts
+// its init.
+const InitPath = "/dev/init"
 
 // IDMaps are a container's uid and gid maps: each line maps Size ids from
 // ContainerID on to HostID on, host ids being those of the user namespace
@@ -200,6 +212,9 @@ func (o *Options) Validate() error {
 			return fmt.Errorf("tmpfs %s: the destination must be an absolute path below /", t.Destination)
 		}
 	}
+	if o.Init != "" && !filepath.IsAbs(o.Init) {
+		return fmt.Errorf("init %q is not an absolute path", o.Init)
+	}
 	for _, kv := range o.Env {
 		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
 			return fmt.Errorf("environment entry %q is not KEY=VALUE", kv)
@@ -244,7 +259,7 @@ func Spec(id string, o Options) (*specs.Spec, error) {
 				UID: o.User.UID, GID: o.User.GID,
 				AdditionalGids: slices.Clone(o.User.AdditionalGids),
 			},
-			Args:            o.Args,
+			Args:            o.args(),
 			Env:             mergeEnv(DefaultEnv, o.Env),
 			Cwd:             cwd,
 			Capabilities:    procCaps,
@@ -268,6 +283,14 @@ func Spec(id string, o Options) (*specs.Spec, error) {
 			ReadonlyPaths: readonlyPaths,
 			CgroupsPath:   o.CgroupsPath,
 		},
+	}
+	if o.Init != "" {
+		// After /dev, the tmpfs it is mounted on, and before the
+		// user's mounts.
+		s.Mounts = append(s.Mounts, specs.Mount{
+			Destination: InitPath, Type: "bind", Source: o.Init,
+			Options: []string{"bind", "ro", "nosuid", "nodev"},
+		})
 	}
 	var user []specs.Mount
 	for _, t := range o.Tmpfs {
@@ -313,6 +336,15 @@ func Spec(id string, o Options) (*specs.Spec, error) {
 		s.Linux.Seccomp = sc
 	}
 	return s, nil
+}
+
+// args is the container's process: the command, behind the init when
+// there is one.
+func (o *Options) args() []string {
+	if o.Init == "" {
+		return o.Args
+	}
+	return append([]string{InitPath, "--"}, o.Args...)
 }
 
 // defaultTmpfs are the tmpfs every container gets, and their modes.

@@ -51,11 +51,13 @@ func FileArchive(path string) (*Archive, error) {
 	}, nil
 }
 
-// Cache is the directory runc and rootfs trees are unpacked into.
+// Cache is the directory runc, the init and rootfs trees are unpacked into.
 //
 //	<Dir>/lock                   serializes writers
 //	<Dir>/runc-<sha256>          runc binaries, written once
 //	<Dir>/runc-<sha256>.lock     held shared by every process using it
+//	<Dir>/init-<sha256>          the init of --init, written once, mode 0755
+//	<Dir>/init-<sha256>.lock     held shared by every process using it
 //	<Dir>/rootfs/<key>/          extracted trees, complete once they exist
 //	<Dir>/rootfs/<key>.lock      held shared by every process using it
 //	<Dir>/rootfs/<key>+<map>/    trees extracted through an IDMap, Key <map>
@@ -364,11 +366,27 @@ func (c *Cache) writeLock() (*fileLock, error) {
 // cache and returns it in use. An existing binary is never rewritten: it may
 // be executing.
 func (c *Cache) Runc(data []byte, digest string) (*Ref, error) {
+	// Only mrtd runs it, as the cache's owner.
+	return c.binary("runc", data, digest, 0o700)
+}
+
+// Init makes sure the init binary (what --init runs as a container's pid
+// 1) with the given content and digest is in the cache, as init-<sha256>,
+// and returns it in use. It is mode 0755: the containers run it as their
+// own users, which as root are not the cache's owner. Like runc, it is
+// never rewritten.
+func (c *Cache) Init(data []byte, digest string) (*Ref, error) {
+	return c.binary("init", data, digest, 0o755)
+}
+
+// binary makes sure the executable name-<digest> with the content data is
+// in the cache, with mode, and returns it in use.
+func (c *Cache) binary(name string, data []byte, digest string, mode os.FileMode) (*Ref, error) {
 	readOnly, err := c.init()
 	if err != nil {
 		return nil, err
 	}
-	p := c.RuncPath(digest)
+	p := c.binaryPath(name, digest)
 	ref, err := c.useLock(p+".lock", readOnly)
 	if err != nil {
 		return nil, err
@@ -378,7 +396,7 @@ func (c *Cache) Runc(data []byte, digest string) (*Ref, error) {
 	}
 	if readOnly != nil {
 		ref.Unlock()
-		return nil, c.readOnlyError("runc-"+short(digest), readOnly)
+		return nil, c.readOnlyError(name+"-"+short(digest), readOnly)
 	}
 	wl, err := c.writeLock()
 	if err != nil {
@@ -389,7 +407,7 @@ func (c *Cache) Runc(data []byte, digest string) (*Ref, error) {
 	if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Size() == int64(len(data)) {
 		return &Ref{Path: p, Digest: digest, lock: ref}, nil
 	}
-	if err := c.writeRunc(p, data, digest); err != nil {
+	if err := c.writeBinary(name, p, data, digest, mode); err != nil {
 		ref.Unlock()
 		// As in Rootfs: leave no lock file for a binary that does not
 		// exist, unless another process is waiting on it.
@@ -402,20 +420,20 @@ func (c *Cache) Runc(data []byte, digest string) (*Ref, error) {
 	return &Ref{Path: p, Digest: digest, Extracted: true, lock: ref}, nil
 }
 
-func (c *Cache) writeRunc(p string, data []byte, digest string) error {
+func (c *Cache) writeBinary(name, p string, data []byte, digest string, mode os.FileMode) error {
 	sum := sha256.Sum256(data)
 	if got := hex.EncodeToString(sum[:]); got != digest {
-		return &DigestMismatchError{Name: "embedded runc", Expected: digest, Actual: got}
+		return &DigestMismatchError{Name: "embedded " + name, Expected: digest, Actual: got}
 	}
-	const op = "writing runc into"
-	f, err := os.CreateTemp(filepath.Dir(p), ".tmp-runc-")
+	op := "writing " + name + " into"
+	f, err := os.CreateTemp(filepath.Dir(p), ".tmp-"+name+"-")
 	if err != nil {
 		return c.writeError(op, unwrapPath(err))
 	}
 	defer os.Remove(f.Name()) // a no-op once renamed
 	_, err = io.Copy(f, bytes.NewReader(data))
 	if err == nil {
-		err = f.Chmod(0o700)
+		err = f.Chmod(mode)
 	}
 	if err == nil {
 		err = f.Sync()
@@ -463,7 +481,23 @@ var (
 // RuncPath is where the runc binary with this digest is, or would be, in
 // the cache: for Prune's keep list.
 func (c *Cache) RuncPath(digest string) string {
-	return filepath.Join(c.Dir, "runc-"+digest)
+	return c.binaryPath("runc", digest)
+}
+
+// InitPath is where the init binary with this digest is, or would be, in
+// the cache: for Prune's keep list.
+func (c *Cache) InitPath(digest string) string {
+	return c.binaryPath("init", digest)
+}
+
+func (c *Cache) binaryPath(name, digest string) string {
+	return filepath.Join(c.Dir, name+"-"+digest)
+}
+
+// isBinary reports whether n, a name in the cache dir, is a binary's entry
+// (runc-<sha256>, init-<sha256>), not its lock.
+func isBinary(n string) bool {
+	return (strings.HasPrefix(n, "runc-") || strings.HasPrefix(n, "init-")) && !strings.HasSuffix(n, ".lock")
 }
 
 // RootfsPath is where the tree extracted from an archive with this digest
@@ -644,7 +678,7 @@ func (c *Cache) removeTemps() {
 	}
 }
 
-// Prune removes the runc binaries and rootfs trees that no process uses,
+// Prune removes the runc and init binaries and rootfs trees that no process uses,
 // keeping those named in keep (paths returned in Refs). Trees made through
 // an IDMap are left alone unless MappedTrees or IDMap is set.
 //
@@ -668,7 +702,7 @@ func (c *Cache) Prune(keep ...string) error {
 	var candidates []string
 	if ents, err := os.ReadDir(c.Dir); err == nil {
 		for _, e := range ents {
-			if n := e.Name(); strings.HasPrefix(n, "runc-") && !strings.HasSuffix(n, ".lock") {
+			if n := e.Name(); isBinary(n) {
 				candidates = append(candidates, filepath.Join(c.Dir, n))
 			}
 		}

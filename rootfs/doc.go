@@ -1,8 +1,8 @@
 // Package rootfs is where a worker's root filesystem comes from: the
 // sources of a root filesystem, the on-disk cache they are unpacked into,
 // safe extraction of untrusted archives, and the locks that let processes
-// share the cache. It also carries what mrtd embeds in its binary: runc and
-// a compressed root filesystem (Builtin).
+// share the cache. It also carries what mrtd embeds in its binary: runc, a
+// static init for --init and a compressed root filesystem (Builtin).
 //
 // Prepare is the entry point: it finds or unpacks runc and the rootfs that
 // its Options name, and prunes the cache. A Source says where the rootfs
@@ -12,7 +12,8 @@
 //
 // The cache is content-addressed, and its layout is the Cache's alone
 // (RuncPath and RootfsPath give it to callers that must name an entry):
-// runc is written once as runc-<sha256>, and a rootfs archive is extracted
+// runc is written once as runc-<sha256> (the init, once asked for, as
+// init-<sha256>, mode 0755), and a rootfs archive is extracted
 // once into rootfs/<sha256>/ through a temporary sibling that is synced to
 // disk, then renamed into place under a file lock, and the rename synced in
 // turn. An image is flattened the same way into rootfs/image-<hex>/, keyed

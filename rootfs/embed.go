@@ -18,9 +18,19 @@ var (
 	embeddedRootfs []byte
 	//go:embed embedded/rootfs.tar.zst.sha256
 	embeddedRootfsSum string
+	//go:embed embedded/init
+	embeddedInit []byte
+	//go:embed embedded/init.sha256
+	embeddedInitSum string
+	//go:embed embedded/init.version
+	embeddedInitVersion string
 )
 
 // Builtin returns the assets compiled into this binary.
 func Builtin() (*Embedded, error) {
-	return newEmbedded(embeddedRunc, embeddedRuncSum, embeddedRuncVersion, embeddedRootfs, embeddedRootfsSum)
+	return newEmbedded(
+		asset{data: embeddedRunc, sum: embeddedRuncSum, version: embeddedRuncVersion},
+		asset{data: embeddedRootfs, sum: embeddedRootfsSum},
+		asset{data: embeddedInit, sum: embeddedInitSum, version: embeddedInitVersion},
+	)
 }

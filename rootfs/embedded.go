@@ -12,29 +12,48 @@ import (
 // and by Prepare when it would need them.
 var ErrNotEmbedded = errors.New("this mrtd was built without embedded runc and rootfs")
 
+// ErrNoInit is returned by Prepared.Init when this binary carries no init
+// (it carries none without runc and the rootfs either).
+var ErrNoInit = errors.New("this mrtd was built without an embedded init")
+
 // ErrMalformedDigests is returned by Builtin when the digests recorded at
 // build time are not sha256 digests: the build went wrong.
 var ErrMalformedDigests = errors.New("embedded asset digests are malformed")
 
-// Embedded describes the runc binary and rootfs archive carried by mrtd,
-// with the sha256 digests recorded when they were built.
+// Embedded describes the runc binary, the init and the rootfs archive
+// carried by mrtd, with the sha256 digests recorded when they were built.
 type Embedded struct {
 	Runc         []byte
 	RuncDigest   string
 	RuncVersion  string
 	Rootfs       []byte
 	RootfsDigest string
+	// Init is the static init --init runs as a container's pid 1;
+	// InitVersion names it and its version ("tini 0.19.0-1+b3").
+	Init        []byte
+	InitDigest  string
+	InitVersion string
 }
 
-func newEmbedded(runc []byte, runcSum, runcVersion string, rootfs []byte, rootfsSum string) (*Embedded, error) {
+// asset is one embedded file, its "sha256sum"-style line and, for a
+// binary, its version.
+type asset struct {
+	data         []byte
+	sum, version string
+}
+
+func newEmbedded(runc, rootfs, init asset) (*Embedded, error) {
 	e := &Embedded{
-		Runc:         runc,
-		RuncDigest:   firstField(runcSum),
-		RuncVersion:  strings.TrimSpace(runcVersion),
-		Rootfs:       rootfs,
-		RootfsDigest: firstField(rootfsSum),
+		Runc:         runc.data,
+		RuncDigest:   firstField(runc.sum),
+		RuncVersion:  strings.TrimSpace(runc.version),
+		Rootfs:       rootfs.data,
+		RootfsDigest: firstField(rootfs.sum),
+		Init:         init.data,
+		InitDigest:   firstField(init.sum),
+		InitVersion:  strings.TrimSpace(init.version),
 	}
-	if !validDigest(e.RuncDigest) || !validDigest(e.RootfsDigest) {
+	if !validDigest(e.RuncDigest) || !validDigest(e.RootfsDigest) || !validDigest(e.InitDigest) {
 		return nil, ErrMalformedDigests
 	}
 	return e, nil

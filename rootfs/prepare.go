@@ -2,6 +2,7 @@ package rootfs
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/go-logr/logr"
 )
@@ -44,19 +45,55 @@ type Prepared struct {
 	// Options.Runc. RootfsDigest is the sha256 the tree was made from, or
 	// "dir" for a directory used in place.
 	RuncVersion, RootfsDigest string
-	refs                      []*Ref
+
+	cache *Cache
+	emb   *Embedded // nil in a binary without assets
+	mu    sync.Mutex
+	refs  []*Ref
+	init  *Ref // once Init wrote it
 }
 
-// Close releases what Prepare holds in use; the cache may then prune it.
+// Close releases what Prepare and Init hold in use; the cache may then
+// prune it.
 func (p *Prepared) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	for _, r := range p.refs {
 		r.Close()
 	}
+	p.refs, p.init = nil, nil
 }
 
+// Init returns the path of the init this binary carries, which --init runs
+// as each container's pid 1. The first call writes it into the cache as
+// init-<sha256>, unless it is there, and holds it in use until Close: a
+// process that never runs --init neither writes it nor needs a cache that
+// holds it. It returns ErrNoInit in a binary without assets.
+func (p *Prepared) Init() (string, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.init != nil {
+		return p.init.Path, nil
+	}
+	if p.emb == nil || len(p.emb.Init) == 0 {
+		return "", ErrNoInit
+	}
+	ref, err := p.cache.Init(p.emb.Init, p.emb.InitDigest)
+	if err != nil {
+		return "", err
+	}
+	p.init = ref
+	p.refs = append(p.refs, ref)
+	return ref.Path, nil
+}
+
+// builtin is Builtin; tests replace it.
+var builtin = Builtin
+
 // Prepare finds or unpacks runc and the rootfs that opts name, then prunes
-// from the cache what no process uses, keeping this binary's own runc and
-// rootfs even when opts override them: the next run will want them. With
+// from the cache what no process uses, keeping this binary's own runc,
+// rootfs and init even when opts override them: the next run will want
+// them. The init is written only when asked for (Prepared.Init). With
 // Options.Map, the rootfs is extracted a second time, through the map it
 // returns, and both trees are held and kept.
 //
@@ -80,12 +117,13 @@ func Prepare(opts Options, log logr.Logger) (*Prepared, error) {
 		// The name these messages have always been logged under.
 		Log: log.WithName("assets"),
 	}
-	p := &Prepared{Runc: opts.Runc, RuncVersion: "external", RootfsDigest: "dir"}
+	p := &Prepared{Runc: opts.Runc, RuncVersion: "external", RootfsDigest: "dir", cache: cache}
 
-	emb, err := Builtin()
+	emb, err := builtin()
 	if err != nil && (opts.Runc == "" || opts.Rootfs == nil) {
 		return nil, err
 	}
+	p.emb = emb
 	cached := false
 	if p.Runc == "" {
 		ref, err := cache.Runc(emb.Runc, emb.RuncDigest)
@@ -143,7 +181,7 @@ func Prepare(opts Options, log logr.Logger) (*Prepared, error) {
 			keep = append(keep, r.Path)
 		}
 		if emb != nil {
-			keep = append(keep, cache.RuncPath(emb.RuncDigest), cache.RootfsPath(emb.RootfsDigest))
+			keep = append(keep, cache.RuncPath(emb.RuncDigest), cache.RootfsPath(emb.RootfsDigest), cache.InitPath(emb.InitDigest))
 		}
 		if err := cache.Prune(keep...); err != nil {
 			log.Error(err, "pruning the cache")

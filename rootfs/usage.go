@@ -28,7 +28,7 @@ type Usage struct {
 }
 
 // Usage reports whether a process uses the entry at path (a path RuncPath,
-// RootfsPath or ImagePath returns), which, and when it was last used. It
+// InitPath, RootfsPath or ImagePath returns), which, and when it was last used. It
 // writes nothing: it works on a cache this process cannot write into.
 func (c *Cache) Usage(path string) Usage {
 	lp := path + ".lock"
@@ -130,14 +130,14 @@ func (c *Cache) Claim(path string) (release func(), err error) {
 	}, nil
 }
 
-// Entries returns the paths of the cache's entries: runc binaries, and
+// Entries returns the paths of the cache's entries: runc and init binaries, and
 // the trees of archives and images, those made through an IDMap too (see
 // MappedKey); not lock files, nor what an extraction under way writes.
 func (c *Cache) Entries() []string {
 	var out []string
 	if ents, err := os.ReadDir(c.Dir); err == nil {
 		for _, e := range ents {
-			if n := e.Name(); strings.HasPrefix(n, "runc-") && !strings.HasSuffix(n, ".lock") {
+			if n := e.Name(); isBinary(n) {
 				out = append(out, filepath.Join(c.Dir, n))
 			}
 		}

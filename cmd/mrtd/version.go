@@ -30,13 +30,14 @@ func versionCommand(stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "mrtd %s (%s)\n", mrtdVersion(), runtime.Version())
 	emb, err := rootfs.Builtin()
 	if errors.Is(err, rootfs.ErrNotEmbedded) {
-		fmt.Fprintln(stdout, "assets: none (built without embedded runc and rootfs)")
+		fmt.Fprintln(stdout, "assets: none (built without embedded runc, init and rootfs)")
 		return 0
 	}
 	if err != nil {
 		return fail(stderr, err)
 	}
 	fmt.Fprintf(stdout, "runc: %s (sha256 %s)\n", emb.RuncVersion, emb.RuncDigest)
+	fmt.Fprintf(stdout, "init: %s (sha256 %s)\n", emb.InitVersion, emb.InitDigest)
 	fmt.Fprintf(stdout, "rootfs: sha256 %s, %d bytes\n", emb.RootfsDigest, len(emb.Rootfs))
 	return 0
 }
