@@ -17,6 +17,7 @@ import (
 	"github.com/mrt-project/mrt/container"
 	"github.com/mrt-project/mrt/image"
 	"github.com/mrt-project/mrt/internal/userns"
+	"github.com/mrt-project/mrt/rootfs"
 )
 
 // containerOptions is the container cfg describes on rootfs: the one of
@@ -49,6 +50,16 @@ func containerOptions(cfg config.Config, e *env, log logr.Logger) (container.Opt
 			base = []string{"HOME=" + k.home}
 		}
 		o.Env = append(slices.Clone(base), cfg.Env...)
+	}
+	if cfg.Init {
+		bin, err := e.Prepared.Init()
+		if errors.Is(err, rootfs.ErrNoInit) {
+			err = fmt.Errorf("%w: build it with `make`", err)
+		}
+		if err != nil {
+			return o, fmt.Errorf("--init: %w", err)
+		}
+		o.Init = bin
 	}
 	if img == nil {
 		return o, nil

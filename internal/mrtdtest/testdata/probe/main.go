@@ -131,6 +131,38 @@ func main() {
 			fmt.Printf("%s mode=%04o uid=%d gid=%d nlink=%d ino=%d size=%d\n",
 				p, st.Mode&0o7777, st.Uid, st.Gid, st.Nlink, st.Ino, st.Size)
 		}
+	case "orphans":
+		// Leaves args[0] orphans behind, then says ready and waits for
+		// SIGTERM, as pause does: a child of probe's starts them and
+		// exits at once, and each exits once that child is gone, as the
+		// child of the container's pid 1, which must reap it. probe as
+		// pid 1 does not: they stay zombies.
+		c := make(chan os.Signal, 1)
+		signal.Notify(c, syscall.SIGTERM, syscall.SIGINT)
+		pid, err := syscall.ForkExec("/proc/self/exe", []string{"probe", "orphan-parent", args[0]}, nil)
+		if err == nil {
+			_, err = syscall.Wait4(pid, nil, 0, nil)
+		}
+		if err != nil {
+			fmt.Println("error:", err)
+			os.Exit(1)
+		}
+		fmt.Println("ready")
+		fmt.Println("got", <-c)
+	case "orphan-parent":
+		n, _ := strconv.Atoi(args[0])
+		self := strconv.Itoa(os.Getpid())
+		for range n {
+			if _, err := syscall.ForkExec("/proc/self/exe", []string{"probe", "orphan", self}, nil); err != nil {
+				os.Exit(1)
+			}
+		}
+	case "orphan":
+		// Exits once its parent, the pid args[0], is gone.
+		parent, _ := strconv.Atoi(args[0])
+		for os.Getppid() == parent {
+			time.Sleep(5 * time.Millisecond)
+		}
 	default:
 		fmt.Fprintln(os.Stderr, "probe: unknown subcommand", os.Args[1])
 		os.Exit(2)
