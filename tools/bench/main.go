@@ -24,6 +24,9 @@
 //     a worker's first failure with the default flags vs. `runc run -d`;
 //     the CPU of a health check vs. a raw `runc exec`, and of checks every
 //     30 s of 16 workers in % of a core;
+//   - --init (see init.go): the init's PSS per extra worker, and the
+//     containers' PSS per worker with --init vs. without, 1, 4 and 64
+//     workers (-init-only);
 //   - --user (keep-id, see keepid.go): a warm start, a pool worker's restart
 //     after SIGKILL and a first run with an empty cache, each with --user
 //     1000 vs. without, both sides as the same unprivileged uid with a
@@ -236,6 +239,7 @@ type row struct {
 
 func (b *bench) measure() error {
 	applyHealthOnly()
+	applyInitOnly()
 	fmt.Printf("cpus: %d (GOMAXPROCS %d)\n", runtime.NumCPU(), runtime.GOMAXPROCS(0))
 	if v, err := exec.Command(b.runc, "--version").Output(); err == nil {
 		fmt.Printf("runc: %s (%s)\n", firstLine(string(v)), b.runc)
@@ -303,6 +307,15 @@ func (b *bench) measure() error {
 			return err
 		}
 		rows, res, series = append(rows, hRows...), append(res, hRes...), append(series, hSeries...)
+	}
+
+	// 5c. --init's memory (init.go).
+	if initWanted() {
+		initRes, err := b.initFigures()
+		if err != nil {
+			return err
+		}
+		res = append(res, initRes...)
 	}
 
 	// 6. --user (keep-id).
