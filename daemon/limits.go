@@ -239,3 +239,37 @@ func workerLimits(i int, l config.Limits, w config.WorkerLimits, h limitHost) (c
 	section := fmt.Sprintf("[worker.%d] ", i)
 	return processLimits(section+"ulimit", section+"nice", section+"oom-score-adj", w.Apply(l), h)
 }
+
+// workersLimits are the process limits of the workers whose [worker.N]
+// section sets ulimit, nice or oom-score-adj, by index; nil when none
+// does. Each is checked against h, so that what mrtd cannot grant to one
+// worker is a usage error before the workers start (or a reload applies),
+// whatever the worker count.
+func workersLimits(st Settings, h limitHost) (map[int]container.Limits, error) {
+	var out map[int]container.Limits
+	for i, w := range st.Workers {
+		if w.WorkerLimits.IsZero() {
+			continue
+		}
+		lim, err := workerLimits(i, st.Container.Limits, w.WorkerLimits, h)
+		if err != nil {
+			return nil, err
+		}
+		if out == nil {
+			out = map[int]container.Limits{}
+		}
+		out[i] = lim
+	}
+	return out, nil
+}
+
+// applyWorkerLimits gives o, worker i's container, the worker's own
+// process limits from lims (workersLimits), if it has any. The cgroup
+// limits stay the pool's.
+func applyWorkerLimits(o *container.Options, lims map[int]container.Limits, i int) {
+	lim, ok := lims[i]
+	if !ok {
+		return
+	}
+	o.Rlimits, o.OOMScoreAdj, o.Nice = lim.Rlimits, lim.OOMScoreAdj, lim.Nice
+}

@@ -182,3 +182,52 @@ func TestWorkerLimits(t *testing.T) {
 		t.Fatalf("error %v", err)
 	}
 }
+
+func TestWorkersLimits(t *testing.T) {
+	h := fakeLimitHost(container.CgroupHost{})
+	st := Settings{
+		Container: config.Config{Limits: config.Limits{Ulimits: []string{"nofile=64:128"}, Nice: "5"}},
+		Workers: map[int]config.WorkerFile{
+			0: {Env: []string{"A=1"}}, // no limits of its own
+			2: {WorkerLimits: config.WorkerLimits{Nice: "10", OOMScoreAdj: "600"}},
+		},
+	}
+	lims, err := workersLimits(st, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := lims[0]; ok || len(lims) != 1 {
+		t.Fatalf("limits by worker %+v, want worker 2's alone", lims)
+	}
+	tmpl := container.Options{Limits: container.Limits{
+		Rlimits:      []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: 64, Hard: 128}},
+		Nice:         intp(5),
+		Resources:    &container.Resources{Memory: 1 << 30},
+		CgroupParent: "/a.slice/mrtd.service",
+	}}
+	for i, want := range map[int]container.Limits{
+		0: tmpl.Limits,
+		1: tmpl.Limits,
+		2: {
+			Rlimits:      []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: 64, Hard: 128}},
+			Nice:         intp(10),
+			OOMScoreAdj:  intp(600),
+			Resources:    &container.Resources{Memory: 1 << 30}, // the pool's
+			CgroupParent: "/a.slice/mrtd.service",
+		},
+	} {
+		o := tmpl
+		applyWorkerLimits(&o, lims, i)
+		if !reflect.DeepEqual(o.Limits, want) {
+			t.Errorf("worker %d: %+v, want %+v", i, o.Limits, want)
+		}
+	}
+	if *tmpl.Nice != 5 {
+		t.Errorf("the template changed: nice %d", *tmpl.Nice)
+	}
+
+	st.Workers[7] = config.WorkerFile{WorkerLimits: config.WorkerLimits{Nice: "-3"}}
+	if _, err := workersLimits(st, h); err == nil || !strings.Contains(err.Error(), "[worker.7] nice -3 is below mrtd's own nice value (0)") {
+		t.Fatalf("error %v", err)
+	}
+}

@@ -39,6 +39,11 @@ func containerOptions(cfg config.Config, e *env, log logr.Logger) (container.Opt
 		SeccompUnconfined: cfg.Seccomp == config.SeccompUnconfined,
 		NoFile:            noFileLimit(),
 	}
+	lim, err := containerLimits(cfg.Limits, thisLimitHost())
+	if err != nil {
+		return o, err
+	}
+	o.Limits = lim
 	var base []string // the environment below the image's
 	if k := e.keep; k != nil {
 		// The user is the one mrtd entered its namespace for: a reload

@@ -33,6 +33,9 @@ type perWorker struct {
 	// workerEnv are the [worker.N] sections' environments, which check
 	// renders with their worker's.
 	workerEnv map[int][]string
+	// limits are the process limits of the workers whose [worker.N]
+	// section sets ulimit, nice or oom-score-adj (workersLimits).
+	limits map[int]container.Limits
 }
 
 // newPerWorker parses the templates of st, whose workers' container
@@ -47,6 +50,10 @@ func newPerWorker(st Settings, e *env, tmpl container.Options) (*perWorker, erro
 		uid:       tmpl.UID,
 		gid:       tmpl.GID,
 		workerEnv: workerEnv(st.Workers),
+	}
+	var err error
+	if pw.limits, err = workersLimits(st, thisLimitHost()); err != nil {
+		return nil, err
 	}
 	addEnv := func(key string, env []string) error {
 		for _, kv := range env {
@@ -94,7 +101,7 @@ func protectedPaths(st Settings, e *env) protected {
 // hook is pw as the pool's PerWorker: nil when it changes nothing, so
 // that plain settings cost nothing per worker.
 func (pw *perWorker) hook() pool.PerWorker {
-	if len(pw.env) == 0 && len(pw.mounts) == 0 {
+	if len(pw.env) == 0 && len(pw.mounts) == 0 && len(pw.limits) == 0 {
 		return nil
 	}
 	return pw.apply
@@ -105,6 +112,7 @@ func (pw *perWorker) hook() pool.PerWorker {
 // plain one is at start. A template that does not render, or a mount that
 // cannot work, is a *config.UsageError naming the worker.
 func (pw *perWorker) apply(i int, o *container.Options) error {
+	applyWorkerLimits(o, pw.limits, i)
 	d := config.TemplateData{Worker: i, Instance: pw.instance, Hostname: o.Hostname}
 	for k, kv := range o.Env {
 		t := pw.env[kv]
