@@ -94,7 +94,7 @@ func imagesCommand(prune bool, args []string, stdout, stderr io.Writer) int {
 		// Keep what this binary would use, as every start does.
 		var keep []string
 		if emb, err := rootfs.Builtin(); err == nil {
-			keep = append(keep, trees.RuncPath(emb.RuncDigest), trees.RootfsPath(emb.RootfsDigest))
+			keep = append(keep, trees.RuncPath(emb.RuncDigest), trees.RootfsPath(emb.RootfsDigest), trees.InitPath(emb.InitDigest))
 		}
 		p, err := image.Prune(trees, blobs, keep...)
 		if err != nil {
