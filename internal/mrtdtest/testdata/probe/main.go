@@ -16,7 +16,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: probe echo|stderr|exit|write|cat|dial|keyctl|pause|pause-ignore|fail-unless|fail-if-worker|long|id|pwd|ls|stat ...")
+		fmt.Fprintln(os.Stderr, "usage: probe echo|stderr|exit|write|cat|dial|keyctl|pause|pause-ignore|fail-unless|fail-if-worker|healthy-unless|long|id|pwd|ls|stat ...")
 		os.Exit(2)
 	}
 	args := os.Args[2:]
@@ -87,6 +87,15 @@ func main() {
 		signal.Notify(c, syscall.SIGTERM)
 		fmt.Println("ready")
 		<-c
+	case "healthy-unless":
+		// A health check: exits 1 when the file args[0] ($VARS of the
+		// environment expanded, as $MRTD_WORKER) exists, else 0.
+		p := os.ExpandEnv(args[0])
+		if _, err := os.Stat(p); err == nil {
+			fmt.Println(p, "exists")
+			os.Exit(1)
+		}
+		fmt.Println("ok")
 	case "fail-if-worker":
 		if os.Getenv("MRTD_WORKER") == args[0] {
 			fmt.Println("failing")
