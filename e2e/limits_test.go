@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -237,4 +238,59 @@ func TestLimitsRootCgroups(t *testing.T) {
 	if _, err := os.Stat(file("memory", "", "")); err == nil {
 		t.Errorf("the worker's cgroup %s is left after mrtd stopped", file("memory", "", ""))
 	}
+}
+
+// TestLimitsReload: a reload that changes one worker's [worker.N] nice
+// restarts that worker alone, with the new value; one that asks for what
+// mrtd cannot grant is logged and changes nothing.
+func TestLimitsReload(t *testing.T) {
+	e := needIntegration(t)
+	d := e.NewDirs(t)
+	conf := filepath.Join(e.UserDir(t, "conf"), "config.toml")
+	write := func(worker1 string) {
+		t.Helper()
+		body := "workers = 2\nnice = 5\ncommand = [\"/bin/probe\", \"pause\"]\n[worker.1]\nnice = " + worker1 + "\n"
+		if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	niceOf := func(pid int) string {
+		t.Helper()
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return statNice(t, string(b))
+	}
+	write("10")
+	p := e.StartDaemon(t, d, e.DaemonArgs(d, "--config", conf)...)
+	pids := p.Running(t, 2)
+	p.Ready(t, 2)
+	if n0, n1 := niceOf(pids[0]), niceOf(pids[1]); n0 != "5" || n1 != "10" {
+		t.Fatalf("nice %s and %s, want 5 and 10", n0, n1)
+	}
+
+	write("12")
+	p.Signal(syscall.SIGHUP)
+	if ev := p.Next(t, "reloaded"); ev["restarted"] != "[1]" {
+		t.Fatalf("reload event %v, want worker 1 alone restarted", ev)
+	}
+	ev := p.Next(t, "worker running")
+	if w := int(ev["worker"].(float64)); w != 1 {
+		t.Fatalf("worker %d started after the reload, want 1", w)
+	}
+	p.Ready(t, 3)
+	if n := niceOf(int(ev["pid"].(float64))); n != "12" {
+		t.Errorf("worker 1's nice after the reload: %s, want 12", n)
+	}
+	if n := niceOf(pids[0]); n != "5" {
+		t.Errorf("worker 0 (pid %d) nice %s after the reload, want it untouched at 5", pids[0], n)
+	}
+
+	write("-5")
+	p.Signal(syscall.SIGHUP)
+	if ev := p.Next(t, "reload failed; the running configuration stays"); !strings.Contains(fmt.Sprint(ev["error"]), "[worker.1] nice -5 is below mrtd's own nice value") {
+		t.Fatalf("failed reload event %v", ev)
+	}
+	p.StopCleanly(t, d)
 }
