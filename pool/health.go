@@ -128,16 +128,14 @@ func (w *worker) wait(ctx context.Context, proc Process) (exit reaper.Exit, sick
 	}()
 	select {
 	case exit = <-proc.Exited():
-		oom = exit.Status.Signaled() && exit.Status.Signal() == unix.SIGKILL && proc.OOMKilled()
-		return exit, nil, oom
+		return exit, nil, killedByOOM(exit.Status, proc)
 	case <-ctx.Done():
 	case sick = <-unhealthy:
 		select {
 		case exit = <-proc.Exited():
 			// It ended by itself meanwhile, which is what failed the
 			// last check: its exit says why.
-			oom = exit.Status.Signaled() && exit.Status.Signal() == unix.SIGKILL && proc.OOMKilled()
-			return exit, nil, oom
+			return exit, nil, killedByOOM(exit.Status, proc)
 		default:
 		}
 		w.log.Info("worker unhealthy, restarting it", "worker", w.index, "containerId", w.id,
@@ -241,4 +239,13 @@ func cleanOutput(s string) string {
 		s = s[:len(s)-n]
 	}
 	return strings.TrimRight(s, "\n")
+}
+
+// killedByOOM reports whether the kernel's OOM killer ended the container:
+// it died of SIGKILL, or exited 137 (an init such as --init's reports its
+// command's SIGKILL so), by itself, and its cgroup counted an OOM kill.
+func killedByOOM(st unix.WaitStatus, proc Process) bool {
+	killed := st.Signaled() && st.Signal() == unix.SIGKILL ||
+		st.Exited() && st.ExitStatus() == 128+int(unix.SIGKILL)
+	return killed && proc.OOMKilled()
 }

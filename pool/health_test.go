@@ -250,6 +250,9 @@ func TestOOMReason(t *testing.T) {
 		{"killed, not counted", false, killedBy(unix.SIGKILL), ReasonSignaled, "killed by signal SIGKILL"},
 		{"counted, but another signal", true, killedBy(unix.SIGSEGV), ReasonSignaled, "killed by signal SIGSEGV"},
 		{"counted, but an exit", true, exitCode(1), ReasonExitedNonzero, "exit status 1"},
+		// --init reports its command's SIGKILL as exit status 137.
+		{"137 through an init, counted", true, exitCode(137), ReasonOOM, "exit status 137: out of memory"},
+		{"137 through an init, not counted", false, exitCode(137), ReasonExitedNonzero, "exit status 137"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

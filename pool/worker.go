@@ -19,7 +19,8 @@ import (
 // ExitError is a worker container that exited non-zero or was killed.
 type ExitError struct {
 	Exit reaper.Exit
-	// OOM is set when the kernel's OOM killer killed it (SIGKILL, and its
+	// OOM is set when the kernel's OOM killer killed it (SIGKILL, or exit
+	// status 137 from an init that reports its command's SIGKILL, and its
 	// cgroup counted an OOM kill; see container.Process.OOMKilled).
 	OOM bool
 }
@@ -30,6 +31,9 @@ func (e *ExitError) Error() string {
 			return "killed by signal " + unix.SignalName(e.Exit.Status.Signal()) + ": out of memory"
 		}
 		return "killed by signal " + unix.SignalName(e.Exit.Status.Signal())
+	}
+	if e.OOM {
+		return "exit status " + strconv.Itoa(e.Exit.Status.ExitStatus()) + ": out of memory"
 	}
 	return "exit status " + strconv.Itoa(e.Exit.Status.ExitStatus())
 }
