@@ -38,14 +38,13 @@ func FileArchive(path string) (*Archive, error) {
 		return nil, err
 	}
 	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
+	digest, n, err := hashFile(f)
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
 	return &Archive{
 		Name:   path,
-		Digest: hex.EncodeToString(h.Sum(nil)),
+		Digest: digest,
 		Size:   n,
 		Open:   func() (io.ReadCloser, error) { return os.Open(path) },
 	}, nil
@@ -62,6 +61,8 @@ func FileArchive(path string) (*Archive, error) {
 //	<Dir>/rootfs/<key>.lock      held shared by every process using it
 //	<Dir>/rootfs/<key>+<map>/    trees extracted through an IDMap, Key <map>
 //	<Dir>/rootfs/.tmp-*          extractions under way, or left by a crash
+//	<Dir>/archives/<sha256>      an archive file's digest by its stat, keyed
+//	                             by its path's sha256 (see ArchiveFile)
 //
 // key is the archive's sha256 (image-<hex> for an image's tree). (Entries
 // named <sha256>-<uid>.<gid>, which root's caches held before their trees
@@ -666,7 +667,7 @@ func (c *Cache) publish(tmp, final, op string) error {
 // killed while writing, but those of trees made through an IDMap unless
 // this process may change them. The caller holds the write lock.
 func (c *Cache) removeTemps() {
-	for _, dir := range []string{c.Dir, filepath.Join(c.Dir, "rootfs")} {
+	for _, dir := range []string{c.Dir, filepath.Join(c.Dir, "rootfs"), filepath.Join(c.Dir, "archives")} {
 		ents, _ := os.ReadDir(dir)
 		for _, e := range ents {
 			if n := e.Name(); strings.HasPrefix(n, ".tmp-") && (c.changesMapped() || !strings.Contains(n, "+")) {
@@ -680,7 +681,8 @@ func (c *Cache) removeTemps() {
 
 // Prune removes the runc and init binaries and rootfs trees that no process uses,
 // keeping those named in keep (paths returned in Refs). Trees made through
-// an IDMap are left alone unless MappedTrees or IDMap is set.
+// an IDMap are left alone unless MappedTrees or IDMap is set. The memos of
+// archive files that no longer exist go too.
 //
 // A cache this process cannot write into is left alone.
 func (c *Cache) Prune(keep ...string) error {
@@ -695,6 +697,7 @@ func (c *Cache) Prune(keep ...string) error {
 	}
 	defer wl.Unlock()
 	c.removeTemps()
+	c.pruneMemos()
 	kept := map[string]bool{}
 	for _, k := range keep {
 		kept[k] = true

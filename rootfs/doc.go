@@ -20,7 +20,10 @@
 // by its manifest's digest: its layers are applied in order into one
 // temporary sibling, each checked against its DiffID as it is read, and
 // nothing of a failed flattening is kept. A complete entry is one whose
-// directory exists, so a warm start costs a stat. Every process that uses an entry holds a shared lock on its
+// directory exists, so a warm start costs a stat. An archive file's digest is
+// remembered by its stat (archives/<sha256 of its path>, trusted by git's
+// racy-clean rule), so a warm start from one neither reads nor hashes it;
+// an extraction still verifies the archive against the digest. Every process that uses an entry holds a shared lock on its
 // .lock file for as long as it runs; entries nobody holds are removed by the
 // next process that prepares the cache.
 //

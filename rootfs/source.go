@@ -1,6 +1,7 @@
 package rootfs
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -41,14 +42,33 @@ func (d Dir) Open(*Cache) (*Ref, error) {
 func (d Dir) String() string { return string(d) }
 
 // ArchiveFile is a .tar or .tar.zst file, extracted into the cache under its
-// sha256.
+// sha256. The cache remembers that sha256 by the file's stat (device,
+// inode, size, mtime, ctime), so that a warm start neither reads nor
+// hashes the archive: see archive_memo.go.
 type ArchiveFile string
 
-// Open hashes the archive and extracts it into c, unless a tree with its
-// digest is there already.
+// Open finds the archive's digest, in its memo or by hashing it, and
+// extracts it into c, unless a tree with that digest is there already. An
+// extraction verifies the archive against the digest; when a memo's
+// digest was wrong (the file changed and its stat did not), Open forgets
+// the memo, hashes the archive and extracts it once more.
 func (f ArchiveFile) Open(c *Cache) (*Ref, error) {
-	a, err := FileArchive(string(f))
+	a, memo, err := c.fileArchive(string(f))
 	if err != nil {
+		return nil, err
+	}
+	ref, err := c.Rootfs(a)
+	var mismatch *DigestMismatchError
+	if !memo || !errors.As(err, &mismatch) {
+		return ref, err
+	}
+	c.Log.Info("archive changed since its digest was remembered, hashing it again", "archive", a.Name, "remembered", short(a.Digest), "actual", short(mismatch.Actual))
+	abs, err := filepath.Abs(string(f))
+	if err != nil {
+		return nil, err
+	}
+	c.forgetMemo(abs)
+	if a, _, err = c.fileArchive(string(f)); err != nil {
 		return nil, err
 	}
 	return c.Rootfs(a)
