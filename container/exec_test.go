@@ -9,8 +9,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/mrt-project/mrt/reaper"
 )
 
 func TestHeadBuffer(t *testing.T) {
@@ -44,16 +42,11 @@ func TestExec(t *testing.T) {
 // the pool does, runs commands in it with Exec, prints what was not as
 // expected (or "ok"), then stops and deletes it.
 func helperExec(ctx context.Context, rt *Runtime, id, rootfs string) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	rp := reaper.New()
-	UseReaper(rp)
-	if err := reaper.SetSubreaper(); err != nil {
+	ctx, rp, stop, err := startReaper(ctx)
+	if err != nil {
 		return err
 	}
-	reaped := make(chan error, 1)
-	go func() { reaped <- rp.Run(ctx) }()
-	defer func() { cancel(); <-reaped }()
+	defer stop()
 
 	ready := make(chan struct{})
 	var once sync.Once
@@ -144,8 +137,8 @@ func helperExec(ctx context.Context, rt *Runtime, id, rootfs string) error {
 		}
 		return ""
 	})
-	xctx, stop := context.WithCancel(ctx)
-	stop()
+	xctx, cancelX := context.WithCancel(ctx)
+	cancelX()
 	check("cancelled", []string{"/bin/probe", "pause"}, long, func(r ExecResult, err error) string {
 		if !r.TimedOut {
 			return "want the command killed when ctx ends"

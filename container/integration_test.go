@@ -232,16 +232,11 @@ func helper(mode string, args []string) int {
 }
 
 func helperStart(ctx context.Context, rt *Runtime, id, rootfs string, hold bool) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	rp := reaper.New()
-	UseReaper(rp)
-	if err := reaper.SetSubreaper(); err != nil {
+	ctx, rp, stop, err := startReaper(ctx)
+	if err != nil {
 		return err
 	}
-	reaped := make(chan error, 1)
-	go func() { reaped <- rp.Run(ctx) }()
-	defer func() { cancel(); <-reaped }()
+	defer stop()
 
 	ready := make(chan struct{})
 	var once sync.Once
@@ -453,4 +448,19 @@ func TestRunUserIDMaps(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startReaper routes this helper process's runc children and containers
+// through a reaper of its own, as the pool does, until stop is called.
+func startReaper(ctx context.Context) (context.Context, *reaper.Reaper, func(), error) {
+	ctx, cancel := context.WithCancel(ctx)
+	rp := reaper.New()
+	UseReaper(rp)
+	if err := reaper.SetSubreaper(); err != nil {
+		cancel()
+		return nil, nil, nil, err
+	}
+	reaped := make(chan error, 1)
+	go func() { reaped <- rp.Run(ctx) }()
+	return ctx, rp, func() { cancel(); <-reaped }, nil
 }

@@ -121,16 +121,11 @@ func helperOOM(ctx context.Context, rt *Runtime, rootfs string, args []string) e
 	if err := rt.Init(ctx); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	rp := reaper.New()
-	UseReaper(rp)
-	if err := reaper.SetSubreaper(); err != nil {
+	ctx, rp, stop, err := startReaper(ctx)
+	if err != nil {
 		return err
 	}
-	reaped := make(chan error, 1)
-	go func() { reaped <- rp.Run(ctx) }()
-	defer func() { cancel(); <-reaped }()
+	defer stop()
 	o := Options{Rootfs: rootfs, Args: args, UID: 65534, GID: 65534,
 		Limits: Limits{Resources: &Resources{Memory: 32 << 20}}}
 	p, err := rt.Start(ctx, "oom", o, rp, func(string, []byte, bool) {})
