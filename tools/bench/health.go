@@ -159,17 +159,7 @@ func (p *poolBench) firstRestart() ([]row, []*samples, error) {
 			next++
 			return p.killWorker(d, w)
 		}),
-		series2(f, func() (time.Duration, error) {
-			if stopping.Load() {
-				return 0, errInterrupted
-			}
-			if err := p.rawRemove(bundles); err != nil {
-				return 0, err
-			}
-			start := time.Now()
-			err := p.runDetached(rb)
-			return time.Since(start), err
-		}),
+		series2(f, p.rawRunDetached(bundles, rb)),
 	)
 	if err != nil {
 		return nil, nil, err

@@ -373,6 +373,22 @@ func (p *poolBench) rawStart(bundles []rawBundle) (time.Duration, error) {
 
 // rawRemove kills and deletes floor containers, reaping their inits (bench
 // is their subreaper).
+// rawRunDetached is the floor's sample: one raw runc run -d of rb, timed,
+// after the bundles of the last sample are deleted (untimed).
+func (p *poolBench) rawRunDetached(bundles []rawBundle, rb rawBundle) func() (time.Duration, error) {
+	return func() (time.Duration, error) {
+		if stopping.Load() {
+			return 0, errInterrupted
+		}
+		if err := p.rawRemove(bundles); err != nil {
+			return 0, err
+		}
+		start := time.Now()
+		err := p.runDetached(rb)
+		return time.Since(start), err
+	}
+}
+
 func (p *poolBench) rawRemove(bundles []rawBundle) error {
 	errs := make([]error, len(bundles))
 	sem := make(chan struct{}, 8)
@@ -430,17 +446,7 @@ func (p *poolBench) restart(unconfined bool) ([]row, []*samples, error) {
 	f2 := &samples{name: "runc delete --force + runc run -d" + what}
 	err = interleave(*warmup, *n,
 		series2(m, func() (time.Duration, error) { return p.killRestart(d) }),
-		series2(f1, func() (time.Duration, error) {
-			if stopping.Load() {
-				return 0, errInterrupted
-			}
-			if err := p.rawRemove(bundles); err != nil {
-				return 0, err
-			}
-			start := time.Now()
-			err := p.runDetached(rb)
-			return time.Since(start), err
-		}),
+		series2(f1, p.rawRunDetached(bundles, rb)),
 		series2(f2, func() (time.Duration, error) {
 			if stopping.Load() {
 				return 0, errInterrupted
