@@ -1,7 +1,6 @@
 package container
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -84,33 +83,11 @@ func (h CgroupHost) writable(p string) bool {
 // selfCgroups reads the cgroup file: the cgroup v2 path (the 0:: line; ""
 // when none) and, by controller, the cgroup v1 hierarchies.
 func (h CgroupHost) selfCgroups() (v2 string, v1 map[string]string, err error) {
-	f, err := os.Open(h.Self)
+	c, err := readCgroups(h.Self)
 	if err != nil {
 		return "", nil, cgroupErrorf("cannot read this process's cgroups: %v", err)
 	}
-	defer f.Close()
-	v1 = map[string]string{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		id, rest, ok := strings.Cut(sc.Text(), ":")
-		ctrls, p, ok2 := strings.Cut(rest, ":")
-		if !ok || !ok2 {
-			continue
-		}
-		if id == "0" && ctrls == "" {
-			v2 = p
-			continue
-		}
-		for _, c := range strings.Split(ctrls, ",") {
-			if c != "" && !strings.HasPrefix(c, "name=") {
-				v1[c] = p
-			}
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return "", nil, cgroupErrorf("cannot read this process's cgroups: %v", err)
-	}
-	return v2, v1, nil
+	return c.v2, c.v1, nil
 }
 
 // unified reports whether Mount is a cgroup v2 mount (its root has

@@ -73,7 +73,9 @@ func readCgroups(file string) (cgroups, error) {
 			continue
 		}
 		for _, ctrl := range strings.Split(ctrls, ",") {
-			c.v1[ctrl] = p
+			if ctrl != "" && !strings.HasPrefix(ctrl, "name=") {
+				c.v1[ctrl] = p
+			}
 		}
 	}
 	return c, nil
