@@ -3,44 +3,40 @@ package container
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 )
 
-// cgroupRoot is where the cgroup file systems are mounted: cgroup v2's
-// hierarchy, or cgroup v1's, one a directory.
-const cgroupRoot = "/sys/fs/cgroup"
-
-// oomFile returns the file whose oom_kill line counts the OOM kills in the
-// cgroup of the process pid, when that cgroup is its own, not this
-// process's: the container's own cgroup, which runc creates when it has
-// cgroups to manage (mrtd run by root, or a delegated subtree), and
-// removes on delete. That file is memory.oom_control in cgroup v1's memory
-// hierarchy (under root/memory), else memory.events in cgroup v2 (under
-// root). A rootless container without a cgroup of its own shares mrtd's,
-// where an OOM kill cannot be told apart from one of mrtd's other
-// children's: then it returns "".
-func oomFile(root string, pid int) string {
-	mine, err := readCgroups("/proc/self/cgroup")
+// oomFile returns the file whose oom_kill line counts the OOM kills in
+// the cgroup runc made for container id, as runc's state records it
+// (cgroup_paths): memory.oom_control in cgroup v1's memory hierarchy, else
+// memory.events in cgroup v2's. Read from the state, which runc writes
+// before run -d returns, not from /proc/PID/cgroup, which an init the OOM
+// killer already took no longer has. Only for a container given a cgroup
+// of its own (a cgroups path: mrtd run by root, or a delegated subtree); a
+// rootless container without one shares mrtd's, where an OOM kill cannot
+// be told apart from one of mrtd's other children's.
+func (rt *Runtime) oomFile(id string) string {
+	b, err := os.ReadFile(filepath.Join(rt.StateDir(), id, "state.json"))
 	if err != nil {
 		return ""
 	}
-	theirs, err := readCgroups(filepath.Join("/proc", strconv.Itoa(pid), "cgroup"))
-	if err != nil {
+	var st struct {
+		CgroupPaths map[string]string `json:"cgroup_paths"`
+	}
+	if json.Unmarshal(b, &st) != nil {
 		return ""
 	}
-	if m, ok := theirs.memoryV1(); ok {
-		if mm, _ := mine.memoryV1(); m == mm || m == "/" {
-			return ""
-		}
-		return filepath.Join(root, "memory", m, "memory.oom_control")
+	if p := st.CgroupPaths["memory"]; p != "" {
+		return filepath.Join(p, "memory.oom_control")
 	}
-	if theirs.v2 == "" || theirs.v2 == mine.v2 || theirs.v2 == "/" {
-		return ""
+	if p := st.CgroupPaths[""]; p != "" {
+		return filepath.Join(p, "memory.events")
 	}
-	return filepath.Join(root, theirs.v2, "memory.events")
+	return ""
 }
 
 // cgroups are the lines of a /proc/PID/cgroup file: the cgroup v2 path
@@ -48,11 +44,6 @@ func oomFile(root string, pid int) string {
 type cgroups struct {
 	v2 string
 	v1 map[string]string
-}
-
-func (c cgroups) memoryV1() (string, bool) {
-	p, ok := c.v1["memory"]
-	return p, ok
 }
 
 // readCgroups reads a /proc/PID/cgroup file.

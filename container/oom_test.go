@@ -57,27 +57,38 @@ func TestReadCgroups(t *testing.T) {
 	f := filepath.Join(t.TempDir(), "cgroup")
 	os.WriteFile(f, []byte("12:cpu,cpuacct:/a\n4:memory:/v1/path\n1:name=systemd:/s\n0::/mrtd/0123456789ab/web-0\n"), 0o644)
 	c, err := readCgroups(f)
-	if m, ok := c.memoryV1(); err != nil || c.v2 != "/mrtd/0123456789ab/web-0" || !ok || m != "/v1/path" || c.v1["cpuacct"] != "/a" {
+	if m, ok := c.v1["memory"]; err != nil || c.v2 != "/mrtd/0123456789ab/web-0" || !ok || m != "/v1/path" || c.v1["cpuacct"] != "/a" {
 		t.Errorf("readCgroups = %+v, %v", c, err)
 	}
 	os.WriteFile(f, []byte("0::/only/v2\n"), 0o644)
 	if c, err := readCgroups(f); err != nil || c.v2 != "/only/v2" {
 		t.Errorf("readCgroups of a v2 file = %+v, %v", c, err)
-	} else if _, ok := c.memoryV1(); ok {
+	} else if _, ok := c.v1["memory"]; ok {
 		t.Error("a v2 file has a v1 memory cgroup")
 	}
 }
 
-// TestOOMFileOfSharedCgroup: a process in this process's cgroup (a
-// rootless container without cgroups) has no cgroup of its own, so no OOM
-// kill is ever claimed for it.
-func TestOOMFileOfSharedCgroup(t *testing.T) {
+// TestOOMFile: the file comes from runc's state, v1's memory hierarchy
+// first; a state without cgroup paths (or no state) has none.
+func TestOOMFile(t *testing.T) {
 	t.Parallel()
-	if got := oomFile(cgroupRoot, os.Getpid()); got != "" {
-		t.Errorf("oomFile(self) = %q, want none", got)
+	rt := &Runtime{Dir: t.TempDir()}
+	write := func(id, state string) {
+		os.MkdirAll(filepath.Join(rt.StateDir(), id), 0o700)
+		os.WriteFile(filepath.Join(rt.StateDir(), id, "state.json"), []byte(state), 0o600)
 	}
-	if got := oomFile(cgroupRoot, 1<<30); got != "" {
-		t.Errorf("oomFile of no process = %q, want none", got)
+	write("v1", `{"cgroup_paths":{"":"/sys/fs/cgroup/unified/m/v1","memory":"/sys/fs/cgroup/memory/m/v1"}}`)
+	write("v2", `{"cgroup_paths":{"":"/sys/fs/cgroup/m/v2"}}`)
+	write("none", `{"cgroup_paths":{}}`)
+	for id, want := range map[string]string{
+		"v1":      "/sys/fs/cgroup/memory/m/v1/memory.oom_control",
+		"v2":      "/sys/fs/cgroup/m/v2/memory.events",
+		"none":    "",
+		"missing": "",
+	} {
+		if got := rt.oomFile(id); got != want {
+			t.Errorf("oomFile(%s) = %q, want %q", id, got, want)
+		}
 	}
 }
 

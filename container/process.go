@@ -123,7 +123,9 @@ func (rt *Runtime) Start(ctx context.Context, id string, o Options, rp *reaper.R
 		rt.abandon(ctx, p)
 		return nil, fmt.Errorf("reading the pid of container %s: %w", id, err)
 	}
-	p.oomFile = oomFile(cgroupRoot, p.Pid)
+	if s.Linux.CgroupsPath != "" {
+		p.oomFile = rt.oomFile(id)
+	}
 	// pidfd first, then Watch: if the init exited (and was reaped) before
 	// Watch, Watch has its exit already and the pidfd, which may name a new
 	// process, is never used.
