@@ -288,6 +288,9 @@ type Pool struct {
 	StopTimeout time.Duration
 	BackoffMin  time.Duration
 	BackoffMax  time.Duration
+	// Standby keeps each worker's next container created (runc create)
+	// while the current one runs, so that a restart costs a runc start.
+	Standby bool
 	// MetricsAddr, when set, serves Prometheus metrics at /metrics.
 	MetricsAddr string
 	// Health is the workers' health check (see health.go).

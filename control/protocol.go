@@ -49,6 +49,9 @@ type WorkerStatus struct {
 	Reason string `json:"reason,omitempty"`
 	// Health is the worker's health check; absent without one.
 	Health *WorkerHealth `json:"health,omitempty"`
+	// Standby is true when the worker's next container is created and
+	// waiting (--standby).
+	Standby bool `json:"standby,omitempty"`
 }
 
 // WorkerHealth is a worker's health check, with Podman's names.

@@ -131,6 +131,7 @@ func Run(ctx context.Context, opts Options) error {
 		Restart:     pool.RestartPolicy(pc.Restart),
 		BackoffMin:  pc.BackoffMin,
 		BackoffMax:  pc.BackoffMax,
+		Standby:     pc.Standby,
 		Hook: func(ev pool.Event) {
 			for _, h := range hooks {
 				h(ev)
@@ -322,7 +323,8 @@ func (p poolControl) Status() []control.WorkerStatus {
 	out := make([]control.WorkerStatus, 0, len(all))
 	for _, st := range all {
 		w := control.WorkerStatus{Worker: st.Worker, ContainerID: st.ContainerID, State: string(st.State), Pid: st.Pid,
-			Since: st.Since, Restarts: st.Restarts, Reason: string(st.Reason), Health: healthStatus(st.Health)}
+			Since: st.Since, Restarts: st.Restarts, Reason: string(st.Reason), Health: healthStatus(st.Health),
+			Standby: st.Standby}
 		if st.LastExit != nil {
 			w.LastExit = st.LastExit.Error()
 		} else if st.Reason == pool.ReasonExited0 {

@@ -53,6 +53,10 @@ type Status struct {
 	Reason   Reason
 	// Health is the worker's health check, in Status; zero without one.
 	Health HealthStatus
+	// Standby is set when the worker's next container is created and
+	// waiting (Config.Standby); FromStandby, in state Running, when the
+	// current one was started from a standby.
+	Standby, FromStandby bool
 }
 
 // Event reports a change of a worker's state.

@@ -42,6 +42,9 @@ type Config struct {
 	// BackoffMin and BackoffMax bound a failing worker's restart delay
 	// (100ms and 1m when zero).
 	BackoffMin, BackoffMax time.Duration
+	// Standby keeps each worker's next container created (runc create)
+	// while the current one runs: a restart then starts it (runc start).
+	Standby bool
 	// Hook, when set, receives every change of a worker's state. It is
 	// called synchronously and must not block.
 	Hook func(Event)
