@@ -198,6 +198,7 @@ func (e *itEnv) runHelper(t *testing.T, mode, dir string, args ...string) string
 //	kill                 Runtime.KillStale; print "killed N"
 //	exec ID ROOTFS       Runtime.Exec in a container running probe pause;
 //	                     print "ok" or what went wrong (exec_test.go)
+//	standby ID ROOTFS    Runtime.Create, then StartCreated (standby_test.go)
 //	oom ROOTFS ARGS...   run ARGS with a 32 MiB memory limit; print how
 //	                     it ended and Process.OOMKilled (oom_test.go)
 func helper(mode string, args []string) int {
@@ -215,6 +216,8 @@ func helper(mode string, args []string) int {
 		err = helperStart(ctx, rt, args[2], args[3], args[4] == "hold")
 	case mode == "exec" && len(args) == 4:
 		err = helperExec(ctx, rt, args[2], args[3])
+	case mode == "standby" && len(args) == 4:
+		err = helperStandby(ctx, rt, args[2], args[3])
 	case mode == "oom" && len(args) > 3:
 		err = helperOOM(ctx, rt, args[2], args[3:])
 	case mode == "kill":

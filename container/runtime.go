@@ -335,7 +335,7 @@ func (rt *Runtime) startError(id, logFile string) *StartError {
 // which say nothing to a user.
 func trimRuncPrefixes(msg string) string {
 	for _, p := range []string{
-		"runc run failed: ", "runc create failed: ", "unable to start container process: ",
+		"runc run failed: ", "runc create failed: ", "runc start failed: ", "unable to start container process: ",
 		"error during container init: ",
 	} {
 		msg = strings.TrimPrefix(msg, p)
