@@ -50,7 +50,7 @@ func killedBy(sig unix.Signal) unix.WaitStatus { return unix.WaitStatus(sig) }
 // when it is signalled: SIGKILL kills it, any other signal makes it exit 0
 // unless it ignores signals.
 type fakeProcess struct {
-	id     string
+	id     string // the container id: the worker's or its second slot's
 	pid    int
 	opts   container.Options
 	exited chan reaper.Exit
@@ -62,6 +62,7 @@ type fakeProcess struct {
 	deleted  bool
 	received bool // Delete saw the exit delivered
 	oom      bool // OOMKilled's answer
+	created  bool // made by Create and not started
 }
 
 func (p *fakeProcess) Pid() int                   { return p.pid }
@@ -143,8 +144,11 @@ type fakeRuntime struct {
 
 	mu         sync.Mutex
 	nextPid    int
-	startErrs  map[string][]error // the next starts of an id fail with these
-	procs      map[string][]*fakeProcess
+	startErrs  map[string][]error        // the next starts of an id fail with these
+	procs      map[string][]*fakeProcess // started, by worker id (slotless)
+	standbys   map[string][]*fakeProcess // created, by worker id
+	createErr  error                     // every Create fails with it
+	startedErr error                     // every StartCreated fails with it
 	stale      []string
 	staleErr   error
 	stalePfx   []string // RemoveStale's prefixes, by call
@@ -158,8 +162,13 @@ type fakeRuntime struct {
 }
 
 func newFakeRuntime(t *testing.T, runc string) *fakeRuntime {
-	return &fakeRuntime{t: t, runc: runc, nextPid: 1000, startErrs: map[string][]error{}, procs: map[string][]*fakeProcess{}}
+	return &fakeRuntime{t: t, runc: runc, nextPid: 1000, startErrs: map[string][]error{}, procs: map[string][]*fakeProcess{},
+		standbys: map[string][]*fakeProcess{}}
 }
+
+// workerID is the worker's id for a container id of either slot: what the
+// fake keys its records by.
+func workerID(id string) string { return strings.TrimSuffix(id, ".1") }
 
 // failStarts makes the next len(errs) starts of id fail, in order.
 func (r *fakeRuntime) failStarts(id string, errs ...error) {
@@ -171,15 +180,76 @@ func (r *fakeRuntime) failStarts(id string, errs ...error) {
 func (r *fakeRuntime) Start(ctx context.Context, id string, o container.Options, out container.Output) (Process, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if errs := r.startErrs[id]; len(errs) > 0 {
-		r.startErrs[id] = errs[1:]
+	key := workerID(id)
+	if errs := r.startErrs[key]; len(errs) > 0 {
+		r.startErrs[key] = errs[1:]
 		return nil, errs[0]
 	}
+	r.checkFreeLocked(id)
 	r.nextPid++
 	p := &fakeProcess{id: id, pid: r.nextPid, opts: o, exited: make(chan reaper.Exit, 1)}
-	r.procs[id] = append(r.procs[id], p)
+	r.procs[key] = append(r.procs[key], p)
 	out("stdout", []byte("started "+id), false)
 	return p, nil
+}
+
+// checkFreeLocked fails the test when a container of id exists that was
+// not deleted: runc refuses a second container with the same id.
+func (r *fakeRuntime) checkFreeLocked(id string) {
+	for _, ps := range [][]*fakeProcess{r.procs[workerID(id)], r.standbys[workerID(id)]} {
+		for _, p := range ps {
+			if p.id == id && !p.isDeleted() {
+				r.t.Errorf("container %s (pid %d) made again before its delete", id, p.pid)
+			}
+		}
+	}
+}
+
+func (r *fakeRuntime) Create(ctx context.Context, id string, o container.Options, out container.Output) (Process, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.createErr != nil {
+		return nil, r.createErr
+	}
+	r.checkFreeLocked(id)
+	r.nextPid++
+	p := &fakeProcess{id: id, pid: r.nextPid, opts: o, exited: make(chan reaper.Exit, 1), created: true}
+	key := workerID(id)
+	r.standbys[key] = append(r.standbys[key], p)
+	return p, nil
+}
+
+func (r *fakeRuntime) StartCreated(ctx context.Context, proc Process) error {
+	p := proc.(*fakeProcess)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.startedErr != nil {
+		return r.startedErr
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.created || p.done || p.deleted {
+		r.t.Errorf("StartCreated(%s, pid %d): created %v, exited %v, deleted %v", p.id, p.pid, p.created, p.done, p.deleted)
+	}
+	p.created = false
+	key := workerID(p.id)
+	r.procs[key] = append(r.procs[key], p)
+	return nil
+}
+
+// standby returns the n-th (from 0) container created for worker id.
+func (r *fakeRuntime) standby(t *testing.T, id string, n int) *fakeProcess {
+	t.Helper()
+	var p *fakeProcess
+	waitFor(t, fmt.Sprintf("standby number %d of %s", n+1, id), func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if len(r.standbys[id]) > n {
+			p = r.standbys[id][n]
+		}
+		return p != nil
+	})
+	return p
 }
 
 func (r *fakeRuntime) Delete(ctx context.Context, proc Process) error {
@@ -220,13 +290,13 @@ func (r *fakeRuntime) Exec(ctx context.Context, id string, args []string, timeou
 	if r.execs == nil {
 		r.execs = map[string]int{}
 	}
-	r.execs[id]++
+	r.execs[workerID(id)]++
 	exec := r.exec
 	r.mu.Unlock()
 	if exec == nil {
 		return container.ExecResult{}, nil
 	}
-	return exec(ctx, id, args)
+	return exec(ctx, workerID(id), args)
 }
 
 // setExec makes f answer Exec from now on.

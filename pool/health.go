@@ -138,7 +138,7 @@ func (w *worker) wait(ctx context.Context, proc Process) (exit reaper.Exit, sick
 			return exit, nil, killedByOOM(exit.Status, proc)
 		default:
 		}
-		w.log.Info("worker unhealthy, restarting it", "worker", w.index, "containerId", w.id,
+		w.log.Info("worker unhealthy, restarting it", "worker", w.index, "containerId", w.current(),
 			"failingStreak", sick.Failures, "output", sick.Output)
 	}
 	// No check of a container being stopped.
@@ -175,7 +175,7 @@ func (w *worker) checkHealth(ctx context.Context, hc HealthCheck, proc Process, 
 			return
 		case <-t.C:
 		}
-		res, err := p.rt.Exec(ctx, w.id, hc.Cmd, hc.Timeout)
+		res, err := p.rt.Exec(ctx, w.current(), hc.Cmd, hc.Timeout)
 		if ctx.Err() != nil {
 			return // stopped during the check: no result
 		}
@@ -205,7 +205,7 @@ func (w *worker) checkHealth(ctx context.Context, hc HealthCheck, proc Process, 
 		now := *st
 		w.health.mu.Unlock()
 
-		kv := []any{"worker", w.index, "containerId", w.id, "health", string(now.Health)}
+		kv := []any{"worker", w.index, "containerId", w.current(), "health", string(now.Health)}
 		switch {
 		case failed:
 			w.log.Info("health check failed", append(kv, "exitCode", code, "output", now.LastOutput,
@@ -216,7 +216,7 @@ func (w *worker) checkHealth(ctx context.Context, hc HealthCheck, proc Process, 
 			w.log.V(1).Info("health check passed", append(kv, "duration", res.Duration.String())...)
 		}
 		if p.cfg.HealthHook != nil {
-			p.cfg.HealthHook(HealthEvent{Worker: w.index, ContainerID: w.id, Pid: proc.Pid(), HealthStatus: now,
+			p.cfg.HealthHook(HealthEvent{Worker: w.index, ContainerID: w.current(), Pid: proc.Pid(), HealthStatus: now,
 				Failed: failed, Counted: counted, Duration: res.Duration})
 		}
 		if now.Health == HealthUnhealthy {

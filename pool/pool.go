@@ -83,6 +83,8 @@ type Pool struct {
 	kill   chan struct{}
 
 	scaleMu sync.Mutex // serializes Scale
+	// bg counts the deletes and standbys running in the background.
+	bg      sync.WaitGroup
 	mu      sync.Mutex
 	desired int
 	workers map[int]*worker // by index; their opts are guarded by mu
@@ -147,9 +149,18 @@ func (p *Pool) event(sev supervisor.Event) {
 // status converts a supervisor status.
 func (p *Pool) status(st supervisor.Status) Status {
 	i, _ := strconv.Atoi(strings.TrimPrefix(st.Name, p.cfg.Instance+"-"))
+	id, fromStandby, standby := st.Name, false, false
+	p.mu.Lock()
+	w := p.workers[i]
+	p.mu.Unlock()
+	if w != nil {
+		id, fromStandby, standby = w.state()
+	}
 	return Status{
 		Worker:       i,
-		ContainerID:  st.Name,
+		ContainerID:  id,
+		Standby:      standby,
+		FromStandby:  fromStandby && st.State == supervisor.Running,
 		State:        State(st.State),
 		Pid:          st.Pid,
 		Since:        st.Since,
@@ -168,7 +179,7 @@ func ContainerID(instance string, index int) string {
 func (p *Pool) newWorker(i int) *worker {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	w := &worker{index: i, id: ContainerID(p.cfg.Instance, i), pool: p, log: p.log}
+	w := &worker{index: i, cur: ContainerID(p.cfg.Instance, i), last: 1, pool: p, log: p.log}
 	w.opts, w.optsErr = p.options(i)
 	p.workers[i] = w
 	return w
@@ -240,7 +251,20 @@ func (p *Pool) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return p.sup.Run(ctx)
+	err = p.sup.Run(ctx)
+	p.mu.Lock()
+	ws := make([]*worker, 0, len(p.workers))
+	for _, w := range p.workers {
+		ws = append(ws, w)
+	}
+	p.mu.Unlock()
+	var g sync.WaitGroup
+	for _, w := range ws {
+		g.Go(w.dropStandby)
+	}
+	g.Wait()
+	p.bg.Wait()
+	return err
 }
 
 // KillNow makes workers being stopped skip the rest of their stop timeout.
@@ -297,10 +321,19 @@ func (p *Pool) Scale(ctx context.Context, n int) error {
 	}
 	err := g.Wait()
 	p.mu.Lock()
+	var gone []*worker
 	for i := n; i < cur; i++ {
+		if w := p.workers[i]; w != nil {
+			gone = append(gone, w)
+		}
 		delete(p.workers, i)
 	}
 	p.mu.Unlock()
+	var dg sync.WaitGroup
+	for _, w := range gone {
+		dg.Go(w.dropStandby)
+	}
+	dg.Wait()
 	return errors.Join(addErr, err)
 }
 
@@ -355,7 +388,11 @@ func (p *Pool) logEvent(ev Event) {
 	kv := []any{"worker", ev.Worker, "containerId", ev.ContainerID, "restarts", ev.Restarts}
 	switch ev.State {
 	case Running:
-		p.log.Info("worker running", append(kv, "pid", ev.Pid)...)
+		kv = append(kv, "pid", ev.Pid)
+		if ev.FromStandby {
+			kv = append(kv, "fromStandby", true)
+		}
+		p.log.Info("worker running", kv...)
 	case BackingOff:
 		if ev.Reason == ReasonStartFailed {
 			p.log.Error(nil, "worker failed to start", append(kv, "reason", ev.StartReason, "backoff", ev.Delay.Round(time.Millisecond).String())...)

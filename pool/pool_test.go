@@ -21,8 +21,8 @@ func wantEnv(t *testing.T, p *fakeProcess, i int, extra ...string) {
 	if !slices.Equal(p.opts.Env, want) {
 		t.Errorf("%s env = %q, want %q", p.id, p.opts.Env, want)
 	}
-	if p.opts.Hostname != p.id {
-		t.Errorf("%s hostname = %q, want its id", p.id, p.opts.Hostname)
+	if p.opts.Hostname != workerID(p.id) {
+		t.Errorf("%s hostname = %q, want the worker's id, the same in both slots", p.id, p.opts.Hostname)
 	}
 }
 
@@ -347,6 +347,8 @@ func TestStatus(t *testing.T) {
 		want := Status{Worker: i, ContainerID: f.id(i), State: Running, Pid: procs[i].pid}
 		switch i {
 		case 2:
+			// The second container goes in the worker's second slot.
+			want.ContainerID = f.id(i) + ".1"
 			want.Pid, want.Restarts, want.Reason = p2.pid, 1, ReasonExitedNonzero
 		case 10:
 			want.Restarts, want.Reason = 1, ReasonStartFailed

@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Regression tests of bugs the fake runtime found: a data race between
@@ -57,7 +59,9 @@ func TestReconfigureStoppedWorker(t *testing.T) {
 
 func TestStoppingEventNotAfterStopped(t *testing.T) {
 	t.Parallel()
-	hold := make(chan struct{}) // Delete waits on it: every worker is still running when Run marks them stopping
+	// The workers ignore the stop signal until the first Stopping event
+	// kills them: every worker is still running when Run marks them
+	// stopping.
 	var f *fixture
 	first := true
 	f = newFixture(t, 2, func(c *Config) {
@@ -71,14 +75,15 @@ func TestStoppingEventNotAfterStopped(t *testing.T) {
 			// Stopped event must still come after its Stopping one.
 			// (With hooks out of order, it often came first.)
 			first = false
-			close(hold)
+			for _, p := range f.rt.all() {
+				p.exit(killedBy(unix.SIGKILL))
+			}
 			time.Sleep(50 * time.Millisecond)
 		}
 	})
-	f.rt.holdDelete = hold
 	f.start(t)
-	f.running(t, 0, 0)
-	f.running(t, 1, 0)
+	f.running(t, 0, 0).ignoreSignals()
+	f.running(t, 1, 0).ignoreSignals()
 	if err := f.stop(t); err != nil {
 		t.Errorf("Run = %v", err)
 	}

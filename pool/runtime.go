@@ -16,6 +16,12 @@ import (
 type Runtime interface {
 	// Start starts a detached container; each line it prints goes to out.
 	Start(ctx context.Context, id string, o container.Options, out container.Output) (Process, error)
+	// Create creates a container without starting its command (a
+	// standby); its exit before StartCreated is the init's death.
+	Create(ctx context.Context, id string, o container.Options, out container.Output) (Process, error)
+	// StartCreated starts the command of a container Create made; the
+	// Process stays the same, and so does its pid.
+	StartCreated(ctx context.Context, p Process) error
 	// Delete removes a container whose init has exited, once every line
 	// it printed went to its Output.
 	Delete(ctx context.Context, p Process) error
@@ -54,6 +60,18 @@ func (r runcRuntime) Start(ctx context.Context, id string, o container.Options, 
 		return nil, err
 	}
 	return runcProcess{p}, nil
+}
+
+func (r runcRuntime) Create(ctx context.Context, id string, o container.Options, out container.Output) (Process, error) {
+	p, err := r.rt.Create(ctx, id, o, r.rp, out)
+	if err != nil {
+		return nil, err
+	}
+	return runcProcess{p}, nil
+}
+
+func (r runcRuntime) StartCreated(ctx context.Context, p Process) error {
+	return r.rt.StartCreated(ctx, p.(runcProcess).Process)
 }
 
 func (r runcRuntime) Delete(ctx context.Context, p Process) error {
