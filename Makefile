@@ -246,7 +246,7 @@ bench-deps:
 bench: bench-deps $(BUILD)/runc bin/mrtd
 	$(GO) run ./tools/bench -runc $(CURDIR)/$(BUILD)/runc -mrtd $(CURDIR)/bin/mrtd -archive $(CURDIR)/$(ROOTFS_ARCHIVE) $(BENCH_FLAGS)
 
-## soak: kill random workers of a pool for a while (SOAK_FLAGS="-duration 60s -workers 16"); not part of test.
+## soak: kill random workers of a pool for a while (SOAK_FLAGS="-duration 60s -workers 16", "-standby"); not part of test.
 soak: bin/mrtd
 	$(GO) run ./tools/soak -mrtd $(CURDIR)/bin/mrtd $(SOAK_FLAGS)
 

@@ -2,7 +2,7 @@
 // container inits (now and then two at once), checking after each kill that
 // all N workers run again within a few seconds:
 //
-//	go run ./tools/soak -mrtd bin/mrtd [-workers 8] [-duration 3m]
+//	go run ./tools/soak -mrtd bin/mrtd [-workers 8] [-duration 3m] [-standby]
 //
 // At the end it stops mrtd with SIGTERM and reports the restarts done, the
 // failures to restore N workers, mrtd's open fds at the start and at the end
@@ -11,8 +11,10 @@
 // soak, which is a child subreaper for that reason) and runc state left.
 //
 // It exits 1 when the soak could not run (mrtd did not start, or died), or
-// when processes leaked or runc state was left; timing figures (failures to
-// restore in time) are reported, never enforced. Usage errors exit 2.
+// when processes, fds, runc state or bundles leaked; timing figures
+// (failures to restore in time) are reported, never enforced. Usage errors
+// exit 2. With -standby, mrtd keeps a standby container per worker, and the
+// report says how many restarts one served.
 package main
 
 import (
@@ -51,6 +53,7 @@ var (
 	tmpParent      = flag.String("tmpdir", "", "create the work directory under `DIR` (default: $TMPDIR or /tmp); as root, uid 65534 must be able to traverse it")
 	seed           = flag.Uint64("seed", 0, "random `seed` (default: from the time)")
 	verbose        = flag.Bool("v", false, "print every kill")
+	standby        = flag.Bool("standby", false, "run mrtd with --standby: restarts start the standby container kept for each worker")
 )
 
 // command is every worker's command: in the default rootfs, and it ignores
@@ -95,6 +98,7 @@ type soak struct {
 	stopTook          time.Duration
 	unexpectedExits   int
 	restartsLogged    int
+	fromStandby       int // restarts the log says a standby served
 	restartsPerWorker map[int]int
 	collected         bool // what mrtd left was looked for
 	hasStatus         bool // mrtd logs its status on SIGUSR1
@@ -185,8 +189,11 @@ func (s *soak) run(bin string) (bool, error) {
 		"--cache-dir", s.cache, "--runtime-dir", s.runtime,
 		"--backoff-min", backoffMin.String(), "--backoff-max", backoffMax.String(),
 		"--stop-timeout", stopTimeout.String(),
-		"--",
 	}
+	if *standby {
+		args = append(args, "--standby")
+	}
+	args = append(args, "--")
 	args = append(args, command...)
 	fmt.Printf("soak: %s %s\n", bin, strings.Join(args, " "))
 	fmt.Printf("soak: %d workers for %v; random pauses up to %v; two at once about 1 kill in %d; seed %d\n",
@@ -457,6 +464,9 @@ func (s *soak) persistentZombies() []string {
 func (s *soak) collect() {
 	st := s.d.Snapshot()
 	s.restartsLogged = st.RunningEvents - *workers
+	if log, err := os.ReadFile(s.logPath); err == nil {
+		s.fromStandby = strings.Count(string(log), `"fromStandby":true`)
+	}
 	s.restartsPerWorker = st.Restarts
 	s.unexpectedExits = max(0, st.Exits-s.killed)
 	select {
@@ -500,7 +510,8 @@ func (s *soak) check() bool {
 		s.d.Stop(*stopTimeout + 30*time.Second)
 	}
 	s.collect()
-	ok := len(s.leaked) == 0 && len(s.stateLeft) == 0 && len(s.zombies) == 0
+	ok := len(s.leaked) == 0 && len(s.stateLeft) == 0 && len(s.bundlesLeft) == 0 && len(s.zombies) == 0 &&
+		(s.fdEnd == 0 || s.fdEnd == s.fdStart)
 	// Clean up: containers left in runc's state, then orphans.
 	if len(s.stateLeft) > 0 {
 		runc := cachedRunc(s.cache)
@@ -523,6 +534,9 @@ func (s *soak) report() {
 	fmt.Println()
 	fmt.Printf("kills: %d rounds (%d of two at once), %d inits killed; %d victims already gone\n", s.kills, s.doubles, s.killed, s.vanished)
 	fmt.Printf("restarts done: %d (worker running events after the first %d; per worker %s)\n", s.restartsLogged, n, perWorker(s.restartsPerWorker))
+	if *standby {
+		fmt.Printf("  served by a standby: %d of %d\n", s.fromStandby, s.restartsLogged)
+	}
 	fmt.Printf("failures to restore %d: %d of %d kill rounds (all %d running again, as logged and in /proc, within %v)\n", n, s.failures, s.kills, n, *restoreTimeout)
 	for _, f := range s.failureNotes {
 		fmt.Printf("  %s\n", f)
