@@ -37,7 +37,12 @@ const (
 
 // Status is a snapshot of one worker.
 type Status struct {
-	Worker      int
+	Worker int
+	// Name is the worker's name, <instance>-<index>: its containers'
+	// hostname, the same for all of them. ContainerID is the runc id of
+	// the container it runs or ran last: Name, or Name+".1" for its
+	// second slot (see slotID).
+	Name        string
 	ContainerID string
 	State       State
 	Pid         int

@@ -61,7 +61,9 @@ const MaxHealthOutput = container.MaxExecOutput
 
 // HealthEvent reports one health check of a worker.
 type HealthEvent struct {
-	Worker      int
+	Worker int
+	// Name and ContainerID are as Status's.
+	Name        string
 	ContainerID string
 	Pid         int
 	// Health is the worker's health after the check.
@@ -216,7 +218,7 @@ func (w *worker) checkHealth(ctx context.Context, hc HealthCheck, proc Process, 
 			w.log.V(1).Info("health check passed", append(kv, "duration", res.Duration.String())...)
 		}
 		if p.cfg.HealthHook != nil {
-			p.cfg.HealthHook(HealthEvent{Worker: w.index, ContainerID: w.current(), Pid: proc.Pid(), HealthStatus: now,
+			p.cfg.HealthHook(HealthEvent{Worker: w.index, Name: ContainerID(p.cfg.Instance, w.index), ContainerID: w.current(), Pid: proc.Pid(), HealthStatus: now,
 				Failed: failed, Counted: counted, Duration: res.Duration})
 		}
 		if now.Health == HealthUnhealthy {

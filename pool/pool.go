@@ -158,6 +158,7 @@ func (p *Pool) status(st supervisor.Status) Status {
 	}
 	return Status{
 		Worker:       i,
+		Name:         st.Name,
 		ContainerID:  id,
 		Standby:      standby,
 		FromStandby:  fromStandby && st.State == supervisor.Running,

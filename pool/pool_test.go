@@ -172,9 +172,7 @@ func TestRestart(t *testing.T) {
 	if got := procs[1].Signals(); !slices.Equal(got, []unix.Signal{unix.SIGTERM}) {
 		t.Errorf("the replaced container got %v, want [SIGTERM]", got)
 	}
-	if !procs[1].isDeleted() {
-		t.Error("the replaced container was not deleted")
-	}
+	waitFor(t, "the replaced container deleted", procs[1].isDeleted)
 	wantEnv(t, next, 1)
 	if st := f.pool.Status()[1]; st.Restarts != 1 || st.Pid != next.pid {
 		t.Errorf("worker 1 status %+v, want 1 restart, pid %d", st, next.pid)
