@@ -107,16 +107,21 @@ func printStatus(w io.Writer, resp *control.Response) {
 			fmt.Fprintf(w, "label %s=%s\n", k, resp.Labels[k])
 		}
 	}
-	health := false // a health check: its columns
+	health := false  // a health check: its columns
+	standby := false // a standby somewhere (--standby): its column
 	for _, st := range resp.Workers {
 		health = health || st.Health != nil
+		standby = standby || st.Standby
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	if health {
-		fmt.Fprintln(tw, "WORKER\tCONTAINER\tSTATE\tPID\tUPTIME\tRESTARTS\tLAST EXIT\tHEALTH\tLAST CHECK")
-	} else {
-		fmt.Fprintln(tw, "WORKER\tCONTAINER\tSTATE\tPID\tUPTIME\tRESTARTS\tLAST EXIT")
+	fmt.Fprint(tw, "WORKER\tCONTAINER\tSTATE\tPID\tUPTIME\tRESTARTS\tLAST EXIT")
+	if standby {
+		fmt.Fprint(tw, "\tSTANDBY")
 	}
+	if health {
+		fmt.Fprint(tw, "\tHEALTH\tLAST CHECK")
+	}
+	fmt.Fprintln(tw)
 	for _, st := range resp.Workers {
 		pid, uptime := "-", "-"
 		if st.Pid > 0 {
@@ -130,6 +135,13 @@ func printStatus(w io.Writer, resp *control.Response) {
 			last = "-"
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s", st.Worker, st.ContainerID, st.State, pid, uptime, st.Restarts, last)
+		if standby {
+			sb := "-"
+			if st.Standby {
+				sb = "ready"
+			}
+			fmt.Fprintf(tw, "\t%s", sb)
+		}
 		if health {
 			h, check := healthColumns(st.Health, time.Now())
 			fmt.Fprintf(tw, "\t%s\t%s", h, check)

@@ -19,8 +19,14 @@ func TestPrintStatus(t *testing.T) {
 			[]string{"instance w: 1 workers desired", "w-0", "running", "42"}, []string{"label "}},
 		{"labels, sorted", control.Response{Instance: "w", Desired: 0, Labels: map[string]string{"b": "2", "a": "1"}},
 			[]string{"label a=1\nlabel b=2\n"}, nil},
-		{"no health check: no health columns", control.Response{Instance: "w", Desired: 1, Workers: []control.WorkerStatus{{ContainerID: "w-0", State: "running"}}},
-			nil, []string{"HEALTH", "LAST CHECK"}},
+		{"no health check, no standby: no such columns", control.Response{Instance: "w", Desired: 1, Workers: []control.WorkerStatus{{ContainerID: "w-0", State: "running"}}},
+			nil, []string{"HEALTH", "LAST CHECK", "STANDBY"}},
+		{"standby", control.Response{Instance: "w", Desired: 2, Workers: []control.WorkerStatus{
+			{ContainerID: "w-0.1", State: "running", Pid: 42, Since: time.Now(), Standby: true},
+			{Worker: 1, ContainerID: "w-1", State: "starting"},
+		}},
+			[]string{"RESTARTS  LAST EXIT  STANDBY\n", "w-0.1      running   42   0s      0         -          ready\n",
+				"w-1        starting  -    -       0         -          -\n"}, nil},
 		{"health", control.Response{Instance: "w", Desired: 2, Workers: []control.WorkerStatus{
 			{ContainerID: "w-0", State: "running", Pid: 42, Since: time.Now(), Health: &control.WorkerHealth{Status: "healthy", LastCheck: time.Now(), LastOutput: "ok\n"}},
 			{Worker: 1, ContainerID: "w-1", State: "backoff", Restarts: 1, LastExit: "unhealthy: 3 health checks in a row failed", Reason: "unhealthy",
