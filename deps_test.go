@@ -19,10 +19,11 @@ const module = "github.com/mrt-project/mrt"
 // test: place it first.
 var allowed = map[string][]string{
 	"cmd/mrtd":          {"config", "control", "daemon", "image", "internal/systemd", "internal/userns", "rootfs", "container"}, // container: mrtd run's exit codes only
-	"daemon":            {"config", "control", "image", "internal/systemd", "internal/userns", "pool", "rootfs", "container"},
+	"daemon":            {"config", "control", "image", "internal/metrics", "internal/systemd", "internal/userns", "pool", "rootfs", "container"},
 	"image":             {"rootfs"},
 	"control":           {},
 	"internal/systemd":  {},
+	"internal/metrics":  {},
 	"config":            {"internal/userns"},
 	"rootfs":            {},
 	"pool":              {"container", "reaper", "supervisor"},
