@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/mrt-project/mrt/config"
 	"github.com/mrt-project/mrt/container"
@@ -135,11 +134,11 @@ func TestHealthStatus(t *testing.T) {
 func TestMetricsHealth(t *testing.T) {
 	t.Parallel()
 	m := newMetrics(2, "1.0", "dir")
-	m.event(pool.Event{Status: pool.Status{ContainerID: "w-0", State: pool.Running}})
-	m.health(pool.HealthEvent{ContainerID: "w-0", HealthStatus: pool.HealthStatus{Health: pool.HealthHealthy}})
-	m.health(pool.HealthEvent{ContainerID: "w-0", HealthStatus: pool.HealthStatus{Health: pool.HealthHealthy}})
-	m.health(pool.HealthEvent{ContainerID: "w-0", Failed: true, HealthStatus: pool.HealthStatus{Health: pool.HealthHealthy, FailingStreak: 1}})
-	m.health(pool.HealthEvent{ContainerID: "w-1", HealthStatus: pool.HealthStatus{Health: pool.HealthHealthy}}) // not running
+	m.event(pool.Event{Status: pool.Status{Name: "w-0", State: pool.Running}})
+	m.health(pool.HealthEvent{Name: "w-0", HealthStatus: pool.HealthStatus{Health: pool.HealthHealthy}})
+	m.health(pool.HealthEvent{Name: "w-0", HealthStatus: pool.HealthStatus{Health: pool.HealthHealthy}})
+	m.health(pool.HealthEvent{Name: "w-0", Failed: true, HealthStatus: pool.HealthStatus{Health: pool.HealthHealthy, FailingStreak: 1}})
+	m.health(pool.HealthEvent{Name: "w-1", HealthStatus: pool.HealthStatus{Health: pool.HealthHealthy}}) // not running
 	text := scrapeRegistry(t, m)
 	for _, want := range []string{
 		`mrtd_worker_health_checks_total{worker="w-0"} 3`,
@@ -151,7 +150,7 @@ func TestMetricsHealth(t *testing.T) {
 			t.Errorf("metrics lack %q:\n%s", want, text)
 		}
 	}
-	m.event(pool.Event{Status: pool.Status{ContainerID: "w-0", State: pool.BackingOff}})
+	m.event(pool.Event{Status: pool.Status{Name: "w-0", State: pool.BackingOff}})
 	if text := scrapeRegistry(t, m); !strings.Contains(text, "mrtd_workers_healthy 0") {
 		t.Errorf("a worker that stopped still counts as healthy:\n%s", text)
 	}
@@ -161,6 +160,6 @@ func TestMetricsHealth(t *testing.T) {
 func scrapeRegistry(t *testing.T, m *metrics) string {
 	t.Helper()
 	rec := httptest.NewRecorder()
-	promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	m.reg.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	return rec.Body.String()
 }

@@ -9,25 +9,24 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	prom "github.com/mrt-project/mrt/internal/metrics"
 	"github.com/mrt-project/mrt/pool"
 )
 
 // metrics are the pool's Prometheus metrics, fed by supervisor events.
 type metrics struct {
-	reg      *prometheus.Registry
-	desired  prometheus.Gauge
-	running  prometheus.Gauge
-	restarts *prometheus.CounterVec
-	latency  prometheus.Histogram
-	backoff  *prometheus.GaugeVec
+	reg      *prom.Registry
+	desired  *prom.Gauge
+	running  *prom.Gauge
+	restarts *prom.CounterVec
+	standby  *prom.Counter
+	latency  *prom.Histogram
+	backoff  *prom.GaugeVec
 	// The health check's: checks and failed checks, and the healthy.
-	checks   *prometheus.CounterVec
-	failures *prometheus.CounterVec
-	healthyN prometheus.Gauge
+	checks   *prom.CounterVec
+	failures *prom.CounterVec
+	healthyN *prom.Gauge
 
 	mu       sync.Mutex
 	up       map[string]bool
@@ -36,47 +35,28 @@ type metrics struct {
 }
 
 func newMetrics(desired int, runcVersion, rootfsDigest string) *metrics {
+	reg := prom.NewRegistry()
 	m := &metrics{
-		reg: prometheus.NewRegistry(),
-		desired: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "mrtd_workers_desired", Help: "Workers the pool keeps running.",
-		}),
-		running: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "mrtd_workers_running", Help: "Workers whose container runs.",
-		}),
-		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mrtd_worker_restarts_total", Help: "Restarts of a worker, by the reason its last run ended.",
-		}, []string{"worker", "reason"}),
-		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "mrtd_worker_start_seconds",
-			Help:    "Time from a worker's start to its container running.",
-			Buckets: prometheus.ExponentialBuckets(0.01, 2, 10),
-		}),
-		backoff: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "mrtd_worker_backoff_seconds", Help: "The restart delay a worker is waiting out; 0 when it is not.",
-		}, []string{"worker"}),
-		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mrtd_worker_health_checks_total", Help: "Health checks run in a worker.",
-		}, []string{"worker"}),
-		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mrtd_worker_health_check_failures_total", Help: "Health checks of a worker that failed (exited non-zero, timed out or could not run).",
-		}, []string{"worker"}),
-		healthyN: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "mrtd_workers_healthy", Help: "Running workers whose last counted health check passed.",
-		}),
+		reg:      reg,
+		desired:  reg.NewGauge("mrtd_workers_desired", "Workers the pool keeps running."),
+		running:  reg.NewGauge("mrtd_workers_running", "Workers whose container runs."),
+		restarts: reg.NewCounterVec("mrtd_worker_restarts_total", "Restarts of a worker, by the reason its last run ended.", "worker", "reason"),
+		standby:  reg.NewCounter("mrtd_worker_standby_starts_total", "Restarts served by a standby container (--standby)."),
+		latency: reg.NewHistogram("mrtd_worker_start_seconds", "Time from a worker's start to its container running.",
+			prom.ExponentialBuckets(0.01, 2, 10)),
+		backoff:  reg.NewGaugeVec("mrtd_worker_backoff_seconds", "The restart delay a worker is waiting out; 0 when it is not.", "worker"),
+		checks:   reg.NewCounterVec("mrtd_worker_health_checks_total", "Health checks run in a worker.", "worker"),
+		failures: reg.NewCounterVec("mrtd_worker_health_check_failures_total", "Health checks of a worker that failed (exited non-zero, timed out or could not run).", "worker"),
+		healthyN: reg.NewGauge("mrtd_workers_healthy", "Running workers whose last counted health check passed."),
 		up:       map[string]bool{},
 		starting: map[string]time.Time{},
 		healthy:  map[string]bool{},
 	}
-	build := prometheus.NewGauge(prometheus.GaugeOpts{
-		Name:        "mrtd_build_info",
-		Help:        "The runc and rootfs mrtd runs its workers with.",
-		ConstLabels: prometheus.Labels{"runc_version": runcVersion, "rootfs_digest": rootfsDigest},
-	})
-	build.Set(1)
+	reg.NewGaugeVec("mrtd_build_info", "The runc and rootfs mrtd runs its workers with.", "runc_version", "rootfs_digest").
+		WithLabelValues(runcVersion, rootfsDigest).Set(1)
 	m.desired.Set(float64(desired))
-	m.reg.MustRegister(m.desired, m.running, m.restarts, m.latency, m.backoff, m.checks, m.failures, m.healthyN, build,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// mrtd's own process and Go figures, read when scraped.
+	reg.RegisterRuntime()
 	return m
 }
 
@@ -84,7 +64,7 @@ func newMetrics(desired int, runcVersion, rootfsDigest string) *metrics {
 func (m *metrics) event(ev pool.Event) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	name := ev.ContainerID
+	name := ev.Name
 	switch ev.State {
 	case pool.Starting:
 		m.starting[name] = ev.Since
@@ -96,6 +76,9 @@ func (m *metrics) event(ev pool.Event) {
 		if t, ok := m.starting[name]; ok {
 			m.latency.Observe(ev.Since.Sub(t).Seconds())
 			delete(m.starting, name)
+		}
+		if ev.FromStandby {
+			m.standby.Inc()
 		}
 	case pool.BackingOff:
 		m.backoff.WithLabelValues(name).Set(ev.Delay.Seconds())
@@ -116,7 +99,7 @@ func (m *metrics) event(ev pool.Event) {
 func (m *metrics) health(ev pool.HealthEvent) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	name := ev.ContainerID
+	name := ev.Name
 	m.checks.WithLabelValues(name).Inc()
 	if ev.Failed {
 		m.failures.WithLabelValues(name).Inc()
@@ -134,7 +117,7 @@ func (m *metrics) setDesired(n int) { m.desired.Set(float64(n)) }
 // serve serves /metrics on ln until ctx is done.
 func (m *metrics) serve(ctx context.Context, ln net.Listener, log logr.Logger) {
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	mux.Handle("/metrics", m.reg)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
