@@ -63,6 +63,8 @@ type fakeProcess struct {
 	received bool // Delete saw the exit delivered
 	oom      bool // OOMKilled's answer
 	created  bool // made by Create and not started
+	// deletesBefore is how many Delete calls had begun when it started.
+	deletesBefore int
 }
 
 func (p *fakeProcess) Pid() int                   { return p.pid }
@@ -187,7 +189,7 @@ func (r *fakeRuntime) Start(ctx context.Context, id string, o container.Options,
 	}
 	r.checkFreeLocked(id)
 	r.nextPid++
-	p := &fakeProcess{id: id, pid: r.nextPid, opts: o, exited: make(chan reaper.Exit, 1)}
+	p := &fakeProcess{id: id, pid: r.nextPid, opts: o, exited: make(chan reaper.Exit, 1), deletesBefore: r.deleting}
 	r.procs[key] = append(r.procs[key], p)
 	out("stdout", []byte("started "+id), false)
 	return p, nil

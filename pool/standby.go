@@ -150,7 +150,7 @@ func (w *worker) takeStandby(opts container.Options) (Process, int) {
 	select {
 	case e := <-sb.proc.Exited():
 		w.log.Info("standby died while waiting", "worker", w.index, "containerId", id, "exit", (&ExitError{Exit: e}).Error())
-		w.deleteLater(sb.slot, sb.proc, id)
+		w.deleteLater(sb.slot, sb.proc, id, nil)
 		return nil, 0
 	default:
 	}
@@ -171,6 +171,7 @@ func (w *worker) dropStandby() {
 			w.discardLater(sb.slot, sb.proc)
 		}
 	}
+	w.openGate()
 	for _, d := range w.deleting {
 		if d != nil {
 			<-d
@@ -179,9 +180,10 @@ func (w *worker) dropStandby() {
 }
 
 // deleteLater deletes proc, whose init has exited, in the background; the
-// slot's next container waits for it.
-func (w *worker) deleteLater(slot int, proc Process, id string) {
-	w.later(slot, func() {
+// slot's next container waits for it. When gate is not nil, the delete
+// waits for it to close first, or for gateWait.
+func (w *worker) deleteLater(slot int, proc Process, id string, gate <-chan struct{}) {
+	w.later(slot, gate, func() {
 		if err := w.pool.rt.Delete(context.Background(), proc); err != nil {
 			w.log.Error(err, "deleting container", "containerId", id)
 		}
@@ -193,7 +195,7 @@ func (w *worker) deleteLater(slot int, proc Process, id string) {
 // delete --force, whose poll takes 100 ms at least.
 func (w *worker) discardLater(slot int, proc Process) {
 	id := slotID(w.pool.cfg.Instance, w.index, slot)
-	w.later(slot, func() {
+	w.later(slot, nil, func() {
 		if err := proc.Signal(unix.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
 			w.log.Error(err, "killing the standby", "containerId", id)
 		}
@@ -209,19 +211,48 @@ func (w *worker) discardLater(slot int, proc Process) {
 }
 
 // later runs f in the background as the slot's pending delete, after the
-// one before it.
-func (w *worker) later(slot int, f func()) {
+// one before it, and after gate (see deleteLater).
+func (w *worker) later(slot int, gate <-chan struct{}, f func()) {
 	before, done := w.deleting[slot], make(chan struct{})
 	w.deleting[slot] = done
 	w.pool.bg.Add(1)
 	go func() {
 		defer w.pool.bg.Done()
 		defer close(done)
+		if gate != nil {
+			t := time.NewTimer(gateWait)
+			select {
+			case <-gate:
+			case <-t.C:
+			}
+			t.Stop()
+		}
 		if before != nil {
 			<-before
 		}
 		f()
 	}()
+}
+
+// gateWait bounds how long a dead container's delete waits for the
+// worker's next start (a backoff, a stop).
+const gateWait = time.Second
+
+// closeGate makes a gate for the delete of the container that just
+// ended: the delete waits until openGate, after the next start was tried,
+// so that on a small machine it does not compete with that start for CPU.
+func (w *worker) closeGate() <-chan struct{} {
+	w.openGate()
+	w.gate = make(chan struct{})
+	return w.gate
+}
+
+// openGate lets the pending delete gated by closeGate run.
+func (w *worker) openGate() {
+	if w.gate != nil {
+		close(w.gate)
+		w.gate = nil
+	}
 }
 
 // awaitDelete waits for the slot's pending delete, if any.

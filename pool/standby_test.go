@@ -226,3 +226,17 @@ func TestRestartDoesNotWaitForDelete(t *testing.T) {
 		t.Errorf("third container %s, want the first slot %s", third.id, first.id)
 	}
 }
+
+func TestDeleteWaitsForTheNextStart(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 1, nil)
+	f.start(t)
+	first := f.running(t, 0, 0)
+	first.exit(exitCode(1))
+	next := f.running(t, 0, 1)
+	// On a small machine the delete would compete with the start for CPU.
+	if next.deletesBefore != 0 {
+		t.Errorf("%d deletes had begun when the restart started, want none", next.deletesBefore)
+	}
+	waitFor(t, "the first container deleted", first.isDeleted)
+}

@@ -59,6 +59,7 @@ type worker struct {
 	// Serve's alone, and dropStandby's once the worker's loop ended.
 	last     int              // the slot of the last container started
 	deleting [2]chan struct{} // closed once the slot's last container is deleted
+	gate     chan struct{}    // see closeGate
 }
 
 // current is the id of the container the worker runs or ran last.
@@ -79,6 +80,39 @@ func (w *worker) state() (id string, fromStandby, standby bool) {
 // Serve runs the worker's container once. It implements supervisor.Service.
 func (w *worker) Serve(ctx context.Context, started func(pid int)) error {
 	p := w.pool
+	r, err := w.start(ctx)
+	if err != nil {
+		return err
+	}
+	id := slotID(p.cfg.Instance, w.index, r.slot)
+	w.last = r.slot
+	w.mu.Lock()
+	w.cur, w.fromStandby = id, r.fromStandby
+	w.mu.Unlock()
+	started(r.proc.Pid())
+	if p.cfg.Standby {
+		w.keepStandby(r.opts, r.slot^1, w.deleting[r.slot^1])
+	}
+	exit, sick, oom := w.wait(ctx, r.proc)
+	// Off the restart path: the next container uses the other slot.
+	w.deleteLater(r.slot, r.proc, id, w.closeGate())
+	return exitError(exit, sick, oom)
+}
+
+// run is a container start made for a worker.
+type run struct {
+	proc        Process
+	slot        int
+	fromStandby bool
+	opts        container.Options
+}
+
+// start starts the worker's next container: its standby, or a new one in
+// the slot the last container did not use. Once it was tried, the last
+// container's delete may run.
+func (w *worker) start(ctx context.Context) (run, error) {
+	defer w.openGate()
+	p := w.pool
 	p.mu.Lock()
 	if w.optsErr != nil {
 		// What PerWorker lacked (a worker's own directory) may be there
@@ -90,50 +124,32 @@ func (w *worker) Serve(ctx context.Context, started func(pid int)) error {
 	if optsErr != nil {
 		// A failed start, as runc's own: logged with its reason, counted
 		// as start_failed, retried after a backoff.
-		return &container.StartError{ID: slotID(p.cfg.Instance, w.index, w.last^1), Reason: optsErr.Error()}
+		return run{}, &container.StartError{ID: slotID(p.cfg.Instance, w.index, w.last^1), Reason: optsErr.Error()}
 	}
 	if err := p.usable(opts.Rootfs); err != nil {
-		return err
+		return run{}, err
 	}
-	var proc Process
-	slot, fromStandby := 0, false
 	if p.cfg.Standby {
-		proc, slot = w.takeStandby(opts)
-	}
-	if proc != nil {
-		if err := p.rt.StartCreated(ctx, proc); err != nil {
+		if proc, slot := w.takeStandby(opts); proc != nil {
+			err := p.rt.StartCreated(ctx, proc)
+			if err == nil {
+				return run{proc: proc, slot: slot, fromStandby: true, opts: opts}, nil
+			}
 			w.log.Error(err, "starting the standby; starting a container instead", "worker", w.index,
 				"containerId", slotID(p.cfg.Instance, w.index, slot))
 			w.discardLater(slot, proc)
-			proc = nil
-		} else {
-			fromStandby = true
 		}
 	}
-	if proc == nil {
-		// The slot the last container did not use: its delete is
-		// usually long done.
-		slot = w.last ^ 1
-		w.awaitDelete(slot)
-		id := slotID(p.cfg.Instance, w.index, slot)
-		var err error
-		if proc, err = p.rt.Start(ctx, id, opts, w.output(id)); err != nil {
-			return fmt.Errorf("starting worker %d: %w", w.index, err)
-		}
-	}
+	// The slot the last container did not use: its delete is usually
+	// long done.
+	slot := w.last ^ 1
+	w.awaitDelete(slot)
 	id := slotID(p.cfg.Instance, w.index, slot)
-	w.last = slot
-	w.mu.Lock()
-	w.cur, w.fromStandby = id, fromStandby
-	w.mu.Unlock()
-	started(proc.Pid())
-	if p.cfg.Standby {
-		w.keepStandby(opts, slot^1, w.deleting[slot^1])
+	proc, err := p.rt.Start(ctx, id, opts, w.output(id))
+	if err != nil {
+		return run{}, fmt.Errorf("starting worker %d: %w", w.index, err)
 	}
-	exit, sick, oom := w.wait(ctx, proc)
-	// Off the restart path: the next container uses the other slot.
-	w.deleteLater(slot, proc, id)
-	return exitError(exit, sick, oom)
+	return run{proc: proc, slot: slot, opts: opts}, nil
 }
 
 // stop sends the stop signal, waits up to the stop timeout (or until the
