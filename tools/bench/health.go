@@ -26,7 +26,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -70,7 +69,7 @@ func healthWanted() bool {
 
 // healthFigures measures the first-restart and health check figures.
 func (b *bench) healthFigures() ([]row, []resRow, []*samples, error) {
-	p, err := b.healthPool()
+	p, err := b.poolSetup()
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -87,52 +86,11 @@ func (b *bench) healthFigures() ([]row, []resRow, []*samples, error) {
 	return append(rows, hRows...), res, append(series, hSeries...), nil
 }
 
-// healthPool is the pool figures' state, or, with -health-only, the same
-// set up anew: its directories and a warm cache.
-func (b *bench) healthPool() (*poolBench, error) {
-	if b.pool != nil {
-		return b.pool, nil
-	}
-	p := &poolBench{bench: b, daemons: map[*mrtdtest.Daemon]bool{}}
-	b.pool = p
-	p.dir = filepath.Join(b.tmp, "pool")
-	p.cache = filepath.Join(p.dir, "cache")
-	p.runtime = filepath.Join(p.dir, "run")
-	p.rawState = filepath.Join(p.dir, "raw-state")
-	p.rawDir = filepath.Join(p.dir, "raw-bundles")
-	for _, d := range []string{p.dir, p.rawDir} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			return nil, err
-		}
-		if err := os.Chmod(d, 0o755); err != nil {
-			return nil, err
-		}
-	}
-	if err := os.Mkdir(p.rawState, 0o700); err != nil {
-		return nil, err
-	}
-	fmt.Fprintln(os.Stderr, "bench: pool: warming its cache ...")
-	if _, err := p.mrtdStart(1); err != nil {
-		return nil, fmt.Errorf("first pool (extracting the rootfs into %s): %w", p.cache, err)
-	}
-	var err error
-	if p.rootfs, err = onlyTree(filepath.Join(p.cache, "rootfs")); err != nil {
-		return nil, err
-	}
-	ents, err := os.ReadDir(p.cache)
-	if err != nil {
-		return nil, err
-	}
-	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), "runc-") && !strings.HasSuffix(e.Name(), ".lock") {
-			p.runcPool = filepath.Join(p.cache, e.Name())
-		}
-	}
-	return p, nil
-}
-
 // firstRestart measures the restart after a worker's first failure with
-// mrtd's default flags (no backoff then), against `runc run -d`.
+// mrtd's default flags (no backoff then), against `runc run -d`; and, when
+// the --standby figures are wanted, the same in a pool with --standby
+// beside it (standby.go), with a raw `runc start` of a created container
+// for the breakdown; all interleaved.
 func (p *poolBench) firstRestart() ([]row, []*samples, error) {
 	size := *n + *warmup
 	d, _, err := p.start(size)
@@ -140,6 +98,15 @@ func (p *poolBench) firstRestart() ([]row, []*samples, error) {
 		return nil, nil, err
 	}
 	defer p.stop(d)
+	var sb *standbyPool
+	if standbyWanted() {
+		if sb, err = p.startStandby(standbyInstance, size); err != nil {
+			return nil, nil, err
+		}
+		if sb != nil {
+			defer p.stop(sb.d)
+		}
+	}
 	bundles, err := p.rawBundles("first-restart", 1, false)
 	if err != nil {
 		return nil, nil, err
@@ -150,31 +117,97 @@ func (p *poolBench) firstRestart() ([]row, []*samples, error) {
 	}
 	defer p.rawRemove(bundles)
 
+	// Before every sample: neither mrtd is busy after the last one (a
+	// runc delete, a standby being created). ready reports whether every
+	// standby was ready in time.
+	settle := func() (ready bool, err error) {
+		if sb == nil {
+			return true, nil
+		}
+		if err := quiet(d, settleTimeout); err != nil {
+			return false, err
+		}
+		if err := sb.settle(settleTimeout); err != nil {
+			if errors.Is(err, errInterrupted) {
+				return false, err
+			}
+			return false, nil
+		}
+		return true, nil
+	}
+	settled := func(run func() (time.Duration, error)) func() (time.Duration, error) {
+		return func() (time.Duration, error) {
+			if _, err := settle(); err != nil {
+				return 0, err
+			}
+			return run()
+		}
+	}
 	m := &samples{name: "mrtd: SIGKILL init -> running, 1st failure"}
 	f := &samples{name: "runc run -d (deleted before)"}
-	next := 0 // the next worker to kill: each fails once
-	err = interleave(*warmup, *n,
-		series2(m, func() (time.Duration, error) {
+	s := &samples{name: "mrtd --standby: SIGKILL -> running, 1st"}
+	rs := &samples{name: "runc start (runc create before)"}
+	next, nextStandby := 0, 0 // the next worker to kill: each fails once
+	ss := []series{
+		series2(m, settled(func() (time.Duration, error) {
 			w := next
 			next++
 			return p.killWorker(d, w)
-		}),
-		series2(f, p.rawRunDetached(bundles, rb)),
-	)
-	if err != nil {
+		})),
+		series2(f, settled(p.rawRunDetached(bundles, rb))),
+	}
+	if sb != nil {
+		ss = append(ss,
+			series2(s, func() (time.Duration, error) {
+				w := nextStandby
+				nextStandby++
+				counted := w >= *warmup // the warm-up rounds come first
+				ready, err := settle()
+				if err != nil {
+					return 0, err
+				}
+				if !ready && counted {
+					sb.late++
+				}
+				return sb.kill(w, counted)
+			}),
+			series2(rs, settled(p.rawStartCreated(bundles, rb))),
+		)
+	}
+	if err := interleave(*warmup, *n, ss...); err != nil {
 		return nil, nil, err
 	}
 	// Each kill was its worker's first failure: no backoff logged.
-	for w, b := range d.Snapshot().Backoff {
-		if b != 0 {
-			return nil, nil, fmt.Errorf("worker %d backed off %v after its first failure, want no delay", w, b)
+	daemons := []*mrtdtest.Daemon{d}
+	if sb != nil {
+		daemons = append(daemons, sb.d)
+	}
+	for _, dm := range daemons {
+		for w, b := range dm.Snapshot().Backoff {
+			if b != 0 {
+				return nil, nil, fmt.Errorf("worker %d backed off %v after its first failure, want no delay", w, b)
+			}
 		}
 	}
-	return []row{{
+	i := p.i11()
+	i.restartPlain, i.restartFloor = m, f
+	rows := []row{{
 		figure: "restart after a crash (1st failure), default flags", value: m.median(),
 		floor: f.median(), floorWhat: "runc run -d",
 		target: 1.3, targetText: "<= 1.3x",
-	}}, []*samples{m, f}, nil
+	}}
+	series := []*samples{m, f}
+	if sb != nil {
+		i.restartStandby, i.runcStart = s, rs
+		i.standbyMissed, i.standbyLate = sb.missed, sb.late
+		rows = append(rows, row{
+			figure: "restart with --standby (1st failure)", value: s.median(),
+			floor: f.median(), floorWhat: "runc run -d",
+			target: 0.3, targetText: "<= 0.3x",
+		})
+		series = append(series, s, rs)
+	}
+	return rows, series, nil
 }
 
 // killWorker kills the init of d's worker w with SIGKILL and returns the

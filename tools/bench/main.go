@@ -30,7 +30,11 @@
 //   - --user (keep-id, see keepid.go): a warm start, a pool worker's restart
 //     after SIGKILL and a first run with an empty cache, each with --user
 //     1000 vs. without, both sides as the same unprivileged uid with a
-//     subordinate id range (faked when bench runs as root).
+//     subordinate id range (faked when bench runs as root);
+//   - --standby (see standby.go): a worker's restart from its standby vs.
+//     `runc run -d`, and the memory a standby takes (-standby-only);
+//   - issue 11's table (see issue11.go), printed last from the figures
+//     above; -issue11-only measures its rows alone.
 //
 // Ratios are reported, never enforced: bench exits 0 unless a measurement
 // could not run at all. Everything it creates lives under one temporary
@@ -90,13 +94,13 @@ func main() {
 	}
 	flag.Parse()
 	only := 0
-	for _, o := range []bool{*poolOnly, *imageOnly, *keepidOnly} {
+	for _, o := range []bool{*poolOnly, *imageOnly, *keepidOnly, *healthOnly, *initOnly, *standbyOnly, *issue11Only} {
 		if o {
 			only++
 		}
 	}
 	if only > 1 {
-		fmt.Fprintln(os.Stderr, "bench: -pool-only, -image-only and -keepid-only exclude each other")
+		fmt.Fprintln(os.Stderr, "bench: -pool-only, -image-only, -keepid-only, -health-only, -init-only, -standby-only and -issue11-only exclude each other")
 		os.Exit(2)
 	}
 	if *runcPath == "" || *mrtdPath == "" || *archivePath == "" || flag.NArg() != 0 || *n < 1 || *coldN < 1 || *warmup < 0 || *idleWindow <= 0 {
@@ -158,9 +162,10 @@ type bench struct {
 	floorUnconfined string // the same with --seccomp unconfined
 	floorSeq        int
 
-	pool *poolBench   // the pool figures' state, once they started
-	img  *imageBench  // the image figures' state, once they started
-	keep *keepidBench // the keep-id figures' state, once they started
+	pool  *poolBench   // the pool figures' state, once they started
+	img   *imageBench  // the image figures' state, once they started
+	keep  *keepidBench // the keep-id figures' state, once they started
+	issue *issue11     // issue 11's samples, once one was measured
 }
 
 func benchMain() int {
@@ -254,6 +259,9 @@ func (b *bench) measure() error {
 	}
 	fmt.Printf("running as uid %d: container root maps to uid %d; work dir %s\n", os.Geteuid(), b.uid, b.tmp)
 	fmt.Printf("runs: %d per warm series, %d per cold series, %d warm-up; figures are medians\n", *n, *coldN, *warmup)
+	if *issue11Only || *standbyOnly {
+		return b.issue11Only()
+	}
 	if *poolFlag && !*imageOnly && !*keepidOnly {
 		fmt.Printf("pool: workers run %q; starts of 1 and 4 workers %d runs, 16 workers %d, 64 workers %d (1 warm-up each);\n"+
 			"  restart %d runs (%d warm-up), with and without seccomp; memory 3 pools each of 1 and 64 workers; idle CPU over %v\n",
@@ -318,6 +326,15 @@ func (b *bench) measure() error {
 		res = append(res, initRes...)
 	}
 
+	// 5d. --standby (standby.go).
+	if standbyWanted() {
+		sRows, sRes, sSeries, err := b.standbyFigures()
+		if err != nil {
+			return err
+		}
+		rows, res, series = append(rows, sRows...), append(res, sRes...), append(series, sSeries...)
+	}
+
 	// 6. --user (keep-id).
 	if keepidWanted() {
 		keepRows, keepSeries, err := b.keepidFigures()
@@ -338,12 +355,21 @@ func (b *bench) measure() error {
 		fmt.Println()
 		printResTable(res)
 	}
+	if b.issue != nil {
+		fmt.Println()
+		b.printIssue11()
+	}
+	printSeries(series)
+	return nil
+}
+
+// printSeries prints every series' spread.
+func printSeries(series []*samples) {
 	fmt.Println()
 	fmt.Println("series (ms)                                   n     min  median     p90     max")
 	for _, s := range series {
 		s.print()
 	}
-	return nil
 }
 
 // keepidWanted reports whether the keep-id figures are to be measured.
@@ -358,7 +384,7 @@ func (b *bench) runFigures() ([]row, []*samples, error) {
 		return nil, nil, err
 	}
 	var rows []row
-	var series []*samples
+	var out []*samples
 
 	// 1. Warm start vs. raw runc.
 	fmt.Fprintln(os.Stderr, "bench: warm start vs. runc run ...")
@@ -368,27 +394,36 @@ func (b *bench) runFigures() ([]row, []*samples, error) {
 	runcWarm := &samples{name: "runc run (same config.json)"}
 	mrtdUnconf := &samples{name: "mrtd run --seccomp unconfined (warm)"}
 	runcUnconf := &samples{name: "runc run (same, no seccomp)"}
-	err := interleave(*warmup, *n,
+	ss := []series{
 		series2(mrtdWarm, func() (time.Duration, error) { return b.mrtdRun(b.cacheMain) }),
 		series2(runcWarm, func() (time.Duration, error) { return b.floorRun(b.floorBundle) }),
-		series2(mrtdUnconf, func() (time.Duration, error) {
-			return b.mrtdRun(b.cacheMain, "--seccomp", config.SeccompUnconfined)
-		}),
-		series2(runcUnconf, func() (time.Duration, error) { return b.floorRun(b.floorUnconfined) }),
-	)
-	if err != nil {
+	}
+	if !*issue11Only {
+		ss = append(ss,
+			series2(mrtdUnconf, func() (time.Duration, error) {
+				return b.mrtdRun(b.cacheMain, "--seccomp", config.SeccompUnconfined)
+			}),
+			series2(runcUnconf, func() (time.Duration, error) { return b.floorRun(b.floorUnconfined) }),
+		)
+	}
+	if err := interleave(*warmup, *n, ss...); err != nil {
 		return nil, nil, err
 	}
-	series = append(series, mrtdWarm, runcWarm, mrtdUnconf, runcUnconf)
+	b.i11().warm, b.i11().warmFloor = mrtdWarm, runcWarm
+	out = append(out, mrtdWarm, runcWarm)
 	rows = append(rows, row{
 		figure: "warm start, /bin/true", value: mrtdWarm.median(),
 		floor: runcWarm.median(), floorWhat: "runc run",
 		target: 1.25, targetText: "<= 1.25x",
-	}, row{
-		figure: "warm start, no seccomp", value: mrtdUnconf.median(),
-		floor: runcUnconf.median(), floorWhat: "runc run, no seccomp",
-		targetText: "(info)",
 	})
+	if !*issue11Only {
+		out = append(out, mrtdUnconf, runcUnconf)
+		rows = append(rows, row{
+			figure: "warm start, no seccomp", value: mrtdUnconf.median(),
+			floor: runcUnconf.median(), floorWhat: "runc run, no seccomp",
+			targetText: "(info)",
+		})
+	}
 
 	// 2. Cold extraction vs. zstd | tar.
 	fmt.Fprintln(os.Stderr, "bench: cold extraction vs. zstd -dc | tar -x ...")
@@ -397,7 +432,7 @@ func (b *bench) runFigures() ([]row, []*samples, error) {
 		return nil, nil, err
 	}
 	rows = append(rows, coldRows...)
-	series = append(series, coldSeries...)
+	out = append(out, coldSeries...)
 
 	// 3. Warm start proportional to the rootfs size?
 	fmt.Fprintln(os.Stderr, "bench: warm start, large vs. tiny rootfs ...")
@@ -406,8 +441,8 @@ func (b *bench) runFigures() ([]row, []*samples, error) {
 		return nil, nil, err
 	}
 	rows = append(rows, propRows...)
-	series = append(series, propSeries...)
-	return rows, series, nil
+	out = append(out, propSeries...)
+	return rows, out, nil
 }
 
 // setup warms mrtd's cache with the embedded rootfs and writes the floor's
@@ -606,40 +641,44 @@ func (b *bench) cold(mrtdWarm, runcWarm time.Duration) ([]row, []*samples, error
 			rootfs.RemoveTree(d)
 		}
 	}
+	// Each sample starts with nothing dirty in the page cache: mrtd
+	// syncs the filesystem before it publishes a tree (syncfs), which
+	// would otherwise also write back what the sample before it left
+	// dirty (the floor never syncs).
+	settle := func() error {
+		if stopping.Load() {
+			return errInterrupted
+		}
+		unix.Sync()
+		return nil
+	}
+	// What mrtd logs as the extraction's duration on a first run.
+	loggedEmpty := &samples{name: "mrtd's logged extraction, empty cache"}
 	checked := false
-	err := interleave(1, *coldN,
-		series2(coldRootfs, func() (time.Duration, error) {
+	ss := []series{
+		series2(coldEmpty, func() (time.Duration, error) {
 			d, err := fresh()
+			if err == nil {
+				err = settle()
+			}
 			if err != nil {
 				return 0, err
 			}
 			defer done(d)
-			cache := filepath.Join(d, "cache")
-			if err := os.Mkdir(cache, 0o711); err != nil {
-				return 0, err
-			}
-			if err := os.Link(b.runcCached, filepath.Join(cache, filepath.Base(b.runcCached))); err != nil {
-				return 0, err
-			}
-			t, err := b.mrtdRun(cache)
+			t, err := b.mrtdRun(filepath.Join(d, "cache"))
 			if err != nil {
 				return 0, err
 			}
 			if ld, ok := b.loggedExtraction(); ok {
-				logged.add(ld)
+				loggedEmpty.add(ld)
 			}
 			return t, nil
 		}),
-		series2(coldEmpty, func() (time.Duration, error) {
-			d, err := fresh()
-			if err != nil {
-				return 0, err
-			}
-			defer done(d)
-			return b.mrtdRun(filepath.Join(d, "cache"))
-		}),
 		series2(floor, func() (time.Duration, error) {
 			d, err := fresh()
+			if err == nil {
+				err = settle()
+			}
 			if err != nil {
 				return 0, err
 			}
@@ -659,13 +698,51 @@ func (b *bench) cold(mrtdWarm, runcWarm time.Duration) ([]row, []*samples, error
 			}
 			return t, nil
 		}),
-	)
-	if err != nil {
+	}
+	if !*issue11Only {
+		ss = append(ss, series2(coldRootfs, func() (time.Duration, error) {
+			d, err := fresh()
+			if err == nil {
+				err = settle()
+			}
+			if err != nil {
+				return 0, err
+			}
+			defer done(d)
+			cache := filepath.Join(d, "cache")
+			if err := os.Mkdir(cache, 0o711); err != nil {
+				return 0, err
+			}
+			if err := os.Link(b.runcCached, filepath.Join(cache, filepath.Base(b.runcCached))); err != nil {
+				return 0, err
+			}
+			t, err := b.mrtdRun(cache)
+			if err != nil {
+				return 0, err
+			}
+			if ld, ok := b.loggedExtraction(); ok {
+				logged.add(ld)
+			}
+			return t, nil
+		}))
+	}
+	if err := interleave(1, *coldN, ss...); err != nil {
 		return nil, nil, err
 	}
 	// The warm-up pass logged one extraction too.
-	if len(logged.d) > *coldN {
-		logged.d = logged.d[len(logged.d)-*coldN:]
+	for _, l := range []*samples{logged, loggedEmpty} {
+		if len(l.d) > *coldN {
+			l.d = l.d[len(l.d)-*coldN:]
+		}
+	}
+	i := b.i11()
+	i.cold, i.coldFloor, i.coldLogged, i.coldWarm = coldEmpty, floor, loggedEmpty, mrtdWarm
+	if *issue11Only {
+		return []row{{
+			figure: "first run, empty cache", value: coldEmpty.median(),
+			floor: floor.median(), floorWhat: "zstd -dc | tar -x",
+			target: 1.5, targetText: "<= 1.5x",
+		}}, []*samples{coldEmpty, loggedEmpty, floor}, nil
 	}
 	rows := []row{{
 		figure: "cold extraction (run - warm run)", value: coldRootfs.median() - mrtdWarm,
@@ -684,7 +761,7 @@ func (b *bench) cold(mrtdWarm, runcWarm time.Duration) ([]row, []*samples, error
 		floor: floor.median() + runcWarm, floorWhat: "zstd | tar, then runc run",
 		targetText: "-",
 	})
-	return rows, []*samples{coldRootfs, coldEmpty, logged, floor}, nil
+	return rows, []*samples{coldRootfs, coldEmpty, logged, loggedEmpty, floor}, nil
 }
 
 // loggedExtraction reads the extraction time mrtd logged on its last run.
@@ -727,21 +804,19 @@ func (b *bench) loggedDurations(msg string) []time.Duration {
 }
 
 // proportionality compares warm starts with rootfs trees of very different
-// sizes, and with the same tree passed as a directory.
+// sizes, and with the same tree passed as a directory; and a warm start
+// with --rootfs ARCHIVE (the archive mrtd embeds, as a file) with the same
+// tree passed as a directory (issue 11). With -issue11-only, only the
+// latter.
 func (b *bench) proportionality() ([]row, []*samples, error) {
-	tiny, tinySize, err := b.tinyArchive()
-	if err != nil {
-		return nil, nil, fmt.Errorf("building the tiny rootfs: %w", err)
-	}
-	bigSize := treeSize(b.rootfsMain)
-
 	// Each variant gets its own cache: every mrtd run prunes the cache
 	// entries it is not using, so variants sharing a cache would
 	// re-extract (or, for a --rootfs directory inside the cache, delete
 	// the tree in use).
 	cacheTiny := filepath.Join(b.tmp, "cache-tiny")
 	cacheDir := filepath.Join(b.tmp, "cache-dirmode")
-	for _, c := range []string{cacheTiny, cacheDir} {
+	cacheArch := filepath.Join(b.tmp, "cache-archive")
+	for _, c := range []string{cacheTiny, cacheDir, cacheArch} {
 		if err := os.Mkdir(c, 0o711); err != nil {
 			return nil, nil, err
 		}
@@ -749,30 +824,70 @@ func (b *bench) proportionality() ([]row, []*samples, error) {
 			return nil, nil, err
 		}
 	}
-	big := &samples{name: "mrtd run, embedded rootfs (warm)"}
-	small := &samples{name: "mrtd run --rootfs tiny.tar.zst (warm)"}
-	dir := &samples{name: "mrtd run --rootfs DIR (same tree)"}
-	err = interleave(*warmup, *n,
-		series2(big, func() (time.Duration, error) { return b.mrtdRun(b.cacheMain) }),
-		series2(small, func() (time.Duration, error) { return b.mrtdRun(cacheTiny, "--rootfs", tiny) }),
-		series2(dir, func() (time.Duration, error) { return b.mrtdRun(cacheDir, "--rootfs", b.rootfsMain) }),
-	)
+	// The archive's tree, extracted once (unmeasured): the same tree as
+	// the embedded one when mrtd embeds this archive.
+	if _, err := b.mrtdRun(cacheArch, "--rootfs", b.archive); err != nil {
+		return nil, nil, fmt.Errorf("first mrtd run --rootfs %s: %w", b.archive, err)
+	}
+	archTree, err := onlyTree(filepath.Join(cacheArch, "rootfs"))
 	if err != nil {
 		return nil, nil, err
 	}
-	rows := []row{
-		{
-			figure: fmt.Sprintf("warm start %s vs tiny", mb(bigSize)), value: big.median(),
+	arch := &samples{name: "mrtd run --rootfs x.tar.zst (warm)"}
+	archDir := &samples{name: "mrtd run --rootfs DIR (that tree)"}
+	ss := []series{
+		series2(arch, func() (time.Duration, error) { return b.mrtdRun(cacheArch, "--rootfs", b.archive) }),
+		series2(archDir, func() (time.Duration, error) { return b.mrtdRun(cacheDir, "--rootfs", archTree) }),
+	}
+	big := &samples{name: "mrtd run, embedded rootfs (warm)"}
+	small := &samples{name: "mrtd run --rootfs tiny.tar.zst (warm)"}
+	dir := archDir // the embedded tree as a directory
+	var tinySize int64
+	if !*issue11Only {
+		if filepath.Base(archTree) != filepath.Base(b.rootfsMain) {
+			// mrtd embeds another tree (make ROOTFS_IMAGE=...).
+			dir = &samples{name: "mrtd run --rootfs DIR (embedded tree)"}
+			ss = append(ss, series2(dir, func() (time.Duration, error) { return b.mrtdRun(cacheDir, "--rootfs", b.rootfsMain) }))
+		}
+		tiny, size, err := b.tinyArchive()
+		if err != nil {
+			return nil, nil, fmt.Errorf("building the tiny rootfs: %w", err)
+		}
+		tinySize = size
+		ss = append(ss,
+			series2(big, func() (time.Duration, error) { return b.mrtdRun(b.cacheMain) }),
+			series2(small, func() (time.Duration, error) { return b.mrtdRun(cacheTiny, "--rootfs", tiny) }),
+		)
+	}
+	if err := interleave(*warmup, *n, ss...); err != nil {
+		return nil, nil, err
+	}
+	b.i11().archive, b.i11().archiveFloor = arch, archDir
+	rows := []row{{
+		figure: "warm start --rootfs x.tar.zst vs dir", value: arch.median(),
+		floor: archDir.median(), floorWhat: "--rootfs DIR, same tree",
+		target: 1.02, targetText: "<= 1.02x",
+	}}
+	out := []*samples{arch, archDir}
+	if *issue11Only {
+		return rows, out, nil
+	}
+	if archDir != dir {
+		out = append(out, dir)
+	}
+	rows = append(rows,
+		row{
+			figure: fmt.Sprintf("warm start %s vs tiny", mb(treeSize(b.rootfsMain))), value: big.median(),
 			floor: small.median(), floorWhat: fmt.Sprintf("tiny .tar.zst, %s", mb(tinySize)),
 			target: 1.1, targetText: "~1.00x",
 		},
-		{
+		row{
 			figure: "warm start embedded vs dir", value: big.median(),
 			floor: dir.median(), floorWhat: "--rootfs DIR, same tree",
 			target: 1.1, targetText: "~1.00x",
 		},
-	}
-	return rows, []*samples{big, small, dir}, nil
+	)
+	return rows, append(out, big, small), nil
 }
 
 // tinyArchive builds a rootfs holding only a static /bin/true and the mount

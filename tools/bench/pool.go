@@ -78,77 +78,15 @@ type resRow struct {
 // poolFigures measures the pool and returns the ratio rows, the resource
 // rows and the series.
 func (b *bench) poolFigures() ([]row, []resRow, []*samples, error) {
-	p := &poolBench{bench: b, daemons: map[*mrtdtest.Daemon]bool{}}
-	b.pool = p
-	p.dir = filepath.Join(b.tmp, "pool")
-	p.cache = filepath.Join(p.dir, "cache")
-	p.runtime = filepath.Join(p.dir, "run")
-	p.rawState = filepath.Join(p.dir, "raw-state")
-	p.rawDir = filepath.Join(p.dir, "raw-bundles")
-	for _, d := range []string{p.dir, p.rawDir} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			return nil, nil, nil, err
-		}
-		if err := os.Chmod(d, 0o755); err != nil {
-			return nil, nil, nil, err
-		}
-	}
-	if err := os.Mkdir(p.rawState, 0o700); err != nil {
-		return nil, nil, nil, err
-	}
-
-	// Warm the pool's own cache (and the page cache) with one unmeasured
-	// pool.
-	fmt.Fprintln(os.Stderr, "bench: pool: warming its cache ...")
-	if _, err := p.mrtdStart(1); err != nil {
-		return nil, nil, nil, fmt.Errorf("first pool (extracting the rootfs into %s): %w", p.cache, err)
-	}
-	var err error
-	if p.rootfs, err = onlyTree(filepath.Join(p.cache, "rootfs")); err != nil {
-		return nil, nil, nil, err
-	}
-	ents, err := os.ReadDir(p.cache)
+	p, err := b.poolSetup()
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), "runc-") && !strings.HasSuffix(e.Name(), ".lock") {
-			p.runcPool = filepath.Join(p.cache, e.Name())
-		}
-	}
-
-	var rows []row
-	var series []*samples
 
 	// 1. Pool start.
-	for _, size := range []int{1, 4, 16, 64} {
-		reps := *n
-		switch {
-		case size >= 64:
-			reps = min(reps, 3)
-		case size >= 16:
-			reps = min(reps, 10)
-		}
-		fmt.Fprintf(os.Stderr, "bench: pool start, %d worker%s vs. %d x runc run -d at once (%d runs) ...\n", size, plural(size), size, reps)
-		bundles, err := p.rawBundles(fmt.Sprintf("start%d", size), size, false)
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		m := &samples{name: fmt.Sprintf("mrtd --workers %d: all running", size)}
-		r := &samples{name: fmt.Sprintf("%d x runc run -d, at once", size)}
-		err = interleave(1, reps,
-			series2(m, func() (time.Duration, error) { return p.mrtdStart(size) }),
-			series2(r, func() (time.Duration, error) { return p.rawStart(bundles) }),
-		)
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		series = append(series, m, r)
-		rows = append(rows, row{
-			figure: fmt.Sprintf("pool start, %d worker%s", size, plural(size)), value: m.median(),
-			floor: r.median(), floorWhat: fmt.Sprintf("%d x runc run -d", size),
-			target: 1.15, targetText: "<= 1.15x",
-		})
+	rows, series, err := p.startFigures([]int{1, 4, 16, 64})
+	if err != nil {
+		return nil, nil, nil, err
 	}
 
 	// 2. Restart latency.
@@ -187,10 +125,101 @@ func (b *bench) poolFigures() ([]row, []resRow, []*samples, error) {
 	return rows, res, series, nil
 }
 
-// args returns mrtd's arguments for a pool of size workers.
+// poolSetup makes the pool figures' directories and warms their cache
+// with one unmeasured pool, once: the pool, health, standby and issue 11
+// figures share it.
+func (b *bench) poolSetup() (*poolBench, error) {
+	if b.pool != nil {
+		return b.pool, nil
+	}
+	p := &poolBench{bench: b, daemons: map[*mrtdtest.Daemon]bool{}}
+	b.pool = p
+	p.dir = filepath.Join(b.tmp, "pool")
+	p.cache = filepath.Join(p.dir, "cache")
+	p.runtime = filepath.Join(p.dir, "run")
+	p.rawState = filepath.Join(p.dir, "raw-state")
+	p.rawDir = filepath.Join(p.dir, "raw-bundles")
+	for _, d := range []string{p.dir, p.rawDir} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return nil, err
+		}
+		if err := os.Chmod(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.Mkdir(p.rawState, 0o700); err != nil {
+		return nil, err
+	}
+	fmt.Fprintln(os.Stderr, "bench: pool: warming its cache ...")
+	if _, err := p.mrtdStart(1); err != nil {
+		return nil, fmt.Errorf("first pool (extracting the rootfs into %s): %w", p.cache, err)
+	}
+	var err error
+	if p.rootfs, err = onlyTree(filepath.Join(p.cache, "rootfs")); err != nil {
+		return nil, err
+	}
+	ents, err := os.ReadDir(p.cache)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), "runc-") && !strings.HasSuffix(e.Name(), ".lock") {
+			p.runcPool = filepath.Join(p.cache, e.Name())
+		}
+	}
+	return p, nil
+}
+
+// startFigures measures the start of pools of each size against as many
+// raw `runc run -d` at once, interleaved.
+func (p *poolBench) startFigures(sizes []int) ([]row, []*samples, error) {
+	var rows []row
+	var series []*samples
+	for _, size := range sizes {
+		reps := *n
+		switch {
+		case size >= 64:
+			reps = min(reps, 3)
+		case size >= 16:
+			reps = min(reps, 10)
+		}
+		fmt.Fprintf(os.Stderr, "bench: pool start, %d worker%s vs. %d x runc run -d at once (%d runs) ...\n", size, plural(size), size, reps)
+		bundles, err := p.rawBundles(fmt.Sprintf("start%d", size), size, false)
+		if err != nil {
+			return nil, nil, err
+		}
+		m := &samples{name: fmt.Sprintf("mrtd --workers %d: all running", size)}
+		r := &samples{name: fmt.Sprintf("%d x runc run -d, at once", size)}
+		err = interleave(1, reps,
+			series2(m, func() (time.Duration, error) { return p.mrtdStart(size) }),
+			series2(r, func() (time.Duration, error) { return p.rawStart(bundles) }),
+		)
+		if err != nil {
+			return nil, nil, err
+		}
+		series = append(series, m, r)
+		p.i11().start[size] = [2]*samples{m, r}
+		rows = append(rows, row{
+			figure: fmt.Sprintf("pool start, %d worker%s", size, plural(size)), value: m.median(),
+			floor: r.median(), floorWhat: fmt.Sprintf("%d x runc run -d", size),
+			target: 1.15, targetText: "<= 1.15x",
+		})
+	}
+	return rows, series, nil
+}
+
+// args returns mrtd's arguments for a pool of size workers, instance
+// poolInstance.
 func (p *poolBench) args(size int, extra ...string) []string {
+	return p.instanceArgs(poolInstance, size, extra...)
+}
+
+// instanceArgs returns mrtd's arguments for a pool of size workers named
+// instance: pools running side by side share the cache and runtime dir,
+// not the instance.
+func (p *poolBench) instanceArgs(instance string, size int, extra ...string) []string {
 	a := []string{
-		"--workers", strconv.Itoa(size), "--instance", poolInstance,
+		"--workers", strconv.Itoa(size), "--instance", instance,
 		"--cache-dir", p.cache, "--runtime-dir", p.runtime,
 		"--stop-signal", "KILL",
 	}
@@ -201,10 +230,15 @@ func (p *poolBench) args(size int, extra ...string) []string {
 // start starts mrtd and waits until size workers run. It returns the
 // daemon and the time from launch until the last "worker running" event.
 func (p *poolBench) start(size int, extra ...string) (*mrtdtest.Daemon, time.Duration, error) {
+	return p.startInstance(poolInstance, size, extra...)
+}
+
+// startInstance is start for the pool named instance.
+func (p *poolBench) startInstance(instance string, size int, extra ...string) (*mrtdtest.Daemon, time.Duration, error) {
 	if stopping.Load() {
 		return nil, 0, errInterrupted
 	}
-	cmd := mrtdtest.Command(p.mrtd, p.args(size, extra...)...)
+	cmd := mrtdtest.Command(p.mrtd, p.instanceArgs(instance, size, extra...)...)
 	if p.wrap != nil {
 		p.wrap(cmd)
 	}
