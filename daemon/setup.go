@@ -156,6 +156,8 @@ type Stdio = container.Stdio
 // and returns its exit status. The first signal on sigs is forwarded to
 // it, a later one kills it.
 func RunOne(ctx context.Context, cfg config.Config, log logr.Logger, stdio Stdio, sigs <-chan os.Signal) (int, error) {
+	warm := warmStart()
+	defer func() { <-warm }()
 	e, err := setup(ctx, cfg, log)
 	if err != nil {
 		return -1, err
