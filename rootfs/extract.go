@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sys/unix"
@@ -499,27 +500,7 @@ func (x *extractor) file(name string, hdr *tar.Header, r io.Reader) error {
 		return errTooBig
 	}
 	p := x.full(name)
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
-	if err != nil {
-		return err
-	}
-	n, err := io.CopyBuffer(fileWriter{f}, r, x.buf)
-	if err == nil && n != hdr.Size {
-		err = &readError{io.ErrUnexpectedEOF}
-	}
-	if err == nil && owner != nil {
-		err = f.Chown(owner.UID, owner.GID)
-	}
-	if err == nil {
-		// After chown, which clears setuid/setgid bits.
-		err = f.Chmod(x.mode(hdr))
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = setTimes(p, hdr.ModTime)
-	}
+	n, err := x.writeFile(p, hdr, owner, r)
 	if err != nil {
 		var re *readError
 		if errors.As(err, &re) {
@@ -538,11 +519,85 @@ func (x *extractor) file(name string, hdr *tar.Header, r io.Reader) error {
 	return nil
 }
 
-// fileWriter hides *os.File's ReadFrom so CopyBuffer uses our buffer rather
-// than trying copy_file_range or splice on a reader that is not a file.
-type fileWriter struct{ f *os.File }
+// writeFile creates the regular file p, which must not exist, with the
+// content of r, and gives it hdr's mode and time and owner, when not nil.
+// It works on the file descriptor alone: an *os.File costs a regular file
+// 5 more system calls (fcntl, and epoll_ctl to register it with the
+// poller, which refuses it), and the time set through the descriptor
+// needs no second lookup of the path.
+func (x *extractor) writeFile(p string, hdr *tar.Header, owner *Owner, r io.Reader) (int64, error) {
+	fd, err := unix.Open(p, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return 0, &os.PathError{Op: "open", Path: p, Err: err}
+	}
+	n, err := io.CopyBuffer(fdWriter(fd), r, x.buf)
+	if err == nil && n != hdr.Size {
+		err = &readError{io.ErrUnexpectedEOF}
+	}
+	if err == nil && owner != nil {
+		err = unix.Fchown(fd, owner.UID, owner.GID)
+	}
+	if err == nil {
+		// After chown, which clears setuid/setgid bits.
+		err = unix.Fchmod(fd, unixMode(x.mode(hdr)))
+	}
+	if err == nil {
+		err = futimens(fd, hdr.ModTime)
+	}
+	if cerr := unix.Close(fd); err == nil && cerr != nil {
+		err = cerr
+	}
+	return n, err
+}
 
-func (w fileWriter) Write(p []byte) (int, error) { return w.f.Write(p) }
+// fdWriter writes to a file descriptor. It has no ReadFrom, so CopyBuffer
+// uses the extractor's buffer.
+type fdWriter int
+
+func (w fdWriter) Write(p []byte) (int, error) {
+	done := 0
+	for done < len(p) {
+		n, err := unix.Write(int(w), p[done:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return done, err
+		}
+		if n == 0 {
+			return done, io.ErrShortWrite
+		}
+		done += n
+	}
+	return done, nil
+}
+
+// unixMode is m as chmod takes it.
+func unixMode(m os.FileMode) uint32 {
+	v := uint32(m.Perm())
+	if m&os.ModeSetuid != 0 {
+		v |= unix.S_ISUID
+	}
+	if m&os.ModeSetgid != 0 {
+		v |= unix.S_ISGID
+	}
+	if m&os.ModeSticky != 0 {
+		v |= unix.S_ISVTX
+	}
+	return v
+}
+
+// futimens sets the atime and mtime of the open file fd (utimensat with no
+// path, as futimens(3) does).
+func futimens(fd int, t time.Time) error {
+	ts := unix.NsecToTimespec(t.UnixNano())
+	times := [2]unix.Timespec{ts, ts}
+	_, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&times[0])), 0, 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
 
 func (x *extractor) symlink(name string, hdr *tar.Header) error {
 	owner, err := x.owner(hdr.Name, hdr.Uid, hdr.Gid)
