@@ -148,11 +148,20 @@ func (p *poolBench) firstRestart() ([]row, []*samples, error) {
 	s := &samples{name: "mrtd --standby: SIGKILL -> running, 1st"}
 	rs := &samples{name: "runc start (runc create before)"}
 	next, nextStandby := 0, 0 // the next worker to kill: each fails once
+	mSplit, sSplit := newRestartSplit("mrtd"), newRestartSplit("mrtd --standby")
+	// counted returns split for a measured sample of worker w: the
+	// warm-up rounds kill the first workers.
+	counted := func(split *restartSplit, w int) *restartSplit {
+		if w < *warmup {
+			return nil
+		}
+		return split
+	}
 	ss := []series{
 		series2(m, settled(func() (time.Duration, error) {
 			w := next
 			next++
-			return p.killWorker(d, w)
+			return p.killWorker(d, w, counted(&mSplit, w))
 		})),
 		series2(f, settled(p.rawRunDetached(bundles, rb))),
 	}
@@ -161,15 +170,15 @@ func (p *poolBench) firstRestart() ([]row, []*samples, error) {
 			series2(s, func() (time.Duration, error) {
 				w := nextStandby
 				nextStandby++
-				counted := w >= *warmup // the warm-up rounds come first
+				split := counted(&sSplit, w)
 				ready, err := settle()
 				if err != nil {
 					return 0, err
 				}
-				if !ready && counted {
+				if !ready && split != nil {
 					sb.late++
 				}
-				return sb.kill(w, counted)
+				return sb.kill(w, split)
 			}),
 			series2(rs, settled(p.rawStartCreated(bundles, rb))),
 		)
@@ -190,29 +199,44 @@ func (p *poolBench) firstRestart() ([]row, []*samples, error) {
 		}
 	}
 	i := p.i11()
-	i.restartPlain, i.restartFloor = m, f
+	i.restartPlain, i.restartFloor, i.restartPlainSplit = m, f, mSplit
 	rows := []row{{
 		figure: "restart after a crash (1st failure), default flags", value: m.median(),
 		floor: f.median(), floorWhat: "runc run -d",
 		target: 1.3, targetText: "<= 1.3x",
 	}}
-	series := []*samples{m, f}
+	series := []*samples{m, f, mSplit.reaped, mSplit.started}
 	if sb != nil {
-		i.restartStandby, i.runcStart = s, rs
+		i.restartStandby, i.runcStart, i.restartStandbySplit = s, rs, sSplit
 		i.standbyMissed, i.standbyLate = sb.missed, sb.late
 		rows = append(rows, row{
 			figure: "restart with --standby (1st failure)", value: s.median(),
 			floor: f.median(), floorWhat: "runc run -d",
 			target: 0.3, targetText: "<= 0.3x",
 		})
-		series = append(series, s, rs)
+		series = append(series, s, rs, sSplit.reaped, sSplit.started)
 	}
 	return rows, series, nil
 }
 
+// restartSplit is where a restart's time goes, by mrtd's log: from the
+// kill until mrtd logged the exit (it reaped the init), and from then
+// until it logged the replacement running.
+type restartSplit struct {
+	reaped, started *samples
+}
+
+func newRestartSplit(what string) restartSplit {
+	return restartSplit{
+		reaped:  &samples{name: what + ": kill -> 'exited'"},
+		started: &samples{name: what + ": 'exited' -> running"},
+	}
+}
+
 // killWorker kills the init of d's worker w with SIGKILL and returns the
-// time until its next "worker running" event.
-func (p *poolBench) killWorker(d *mrtdtest.Daemon, w int) (time.Duration, error) {
+// time until its next "worker running" event. With split, it adds the
+// sample's parts to it.
+func (p *poolBench) killWorker(d *mrtdtest.Daemon, w int, split *restartSplit) (time.Duration, error) {
 	if stopping.Load() {
 		return 0, errInterrupted
 	}
@@ -232,6 +256,12 @@ func (p *poolBench) killWorker(d *mrtdtest.Daemon, w int) (time.Duration, error)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("waiting for worker %d to run again: %w", w, err)
+	}
+	if split != nil {
+		if ex, ok := p.logTimesOf(d).last("worker exited", w); ok && ex.After(start) && !ex.After(at) {
+			split.reaped.add(ex.Sub(start))
+			split.started.add(at.Sub(ex))
+		}
 	}
 	return at.Sub(start), nil
 }

@@ -44,12 +44,18 @@ type issue11 struct {
 	warm, warmFloor       *samples
 	archive, archiveFloor *samples
 	// cold is the first run with an empty cache; coldLogged the
-	// extraction mrtd logged in it; coldWarm the warm start's median.
-	cold, coldFloor, coldLogged *samples
-	coldWarm                    time.Duration
-	start                       map[int][2]*samples // mrtd, floor by size
-	restartStandby              *samples
-	restartPlain, restartFloor  *samples
+	// extraction mrtd logged in it; coldFloorSync a syncfs after the
+	// floor; coldWarm the warm start's median.
+	cold, coldFloor, coldLogged, coldFloorSync *samples
+	coldWarm                                   time.Duration
+	start                                      map[int][2]*samples // mrtd, floor by size
+	// startSetup is, by size, the time until mrtd logged "starting
+	// workers".
+	startSetup                 map[int]*samples
+	restartStandby             *samples
+	restartPlain, restartFloor *samples
+	// The restarts' parts, by mrtd's log.
+	restartStandbySplit, restartPlainSplit restartSplit
 	// runcStart is a raw runc start of a created container, for the
 	// standby's breakdown.
 	runcStart *samples
@@ -65,7 +71,7 @@ type issue11 struct {
 // i11 returns issue 11's figures, made on first use.
 func (b *bench) i11() *issue11 {
 	if b.issue == nil {
-		b.issue = &issue11{start: map[int][2]*samples{}}
+		b.issue = &issue11{start: map[int][2]*samples{}, startSetup: map[int]*samples{}}
 	}
 	return b.issue
 }
@@ -194,15 +200,37 @@ func (b *bench) printIssue11() {
 		if i.standbyLate > 0 {
 			used += fmt.Sprintf("; before %d samples a standby was not shown ready within %v", i.standbyLate, settleTimeout)
 		}
-		fmt.Printf("  restart with --standby: %s; a raw runc start of a created container takes %s (n %d)\n",
-			used, ms(i.runcStart.median()), len(i.runcStart.d))
+		fmt.Printf("  restart with --standby: %s;\n    %s; a raw runc start of a created container takes %s (n %d)\n",
+			used, i.restartStandbySplit.String(), ms(i.runcStart.median()), len(i.runcStart.d))
+	}
+	if i.restartPlain != nil && len(i.restartPlain.d) > 0 {
+		fmt.Printf("  restart without standby: %s\n", i.restartPlainSplit.String())
+	}
+	for _, size := range issue11Sizes {
+		s, setup := i.start[size], i.startSetup[size]
+		if s[0] == nil || setup == nil || len(setup.d) == 0 {
+			continue
+		}
+		fmt.Printf("  pool start, %d worker%s: %s until mrtd logs \"starting workers\" (its setup, n %d), %s after it; the floor %s\n",
+			size, plural(size), ms(setup.median()), len(setup.d), ms(s[0].median()-setup.median()), ms(s[1].median()))
 	}
 	if i.mem != nil {
 		fmt.Printf("  memory per standby: %s\n", i.mem.detail())
 	}
 	if i.cold != nil && len(i.cold.d) > 0 && len(i.coldLogged.d) > 0 {
 		rest := i.cold.median() - i.coldLogged.median()
-		fmt.Printf("  cold start %s = extraction %s (mrtd's log, n %d: zstd decoding, writing the tree, sha256, syncfs) + %s (mrtd's start, writing runc into the cache, the run: a warm start is %s); the floor writes the tree without syncing\n",
-			ms(i.cold.median()), ms(i.coldLogged.median()), len(i.coldLogged.d), ms(rest), ms(i.coldWarm))
+		fmt.Printf("  cold start %s = extraction %s (mrtd's log, n %d: zstd decoding, writing the tree, sha256, syncfs) + %s (mrtd's start, writing runc into the cache, the run: a warm start is %s);\n"+
+			"    the floor leaves its tree in the page cache: a syncfs after it takes %s more (n %d), as mrtd's before it publishes the tree\n",
+			ms(i.cold.median()), ms(i.coldLogged.median()), len(i.coldLogged.d), ms(rest), ms(i.coldWarm),
+			ms(i.coldFloorSync.median()), len(i.coldFloorSync.d))
 	}
+}
+
+// String says where a restart's time goes, in medians.
+func (s restartSplit) String() string {
+	if s.reaped == nil || len(s.reaped.d) == 0 {
+		return "no split: mrtd logged no \"worker exited\" between the kill and the replacement"
+	}
+	return fmt.Sprintf("kill -> \"worker exited\" logged %s, then -> \"worker running\" %s (n %d)",
+		ms(s.reaped.median()), ms(s.started.median()), len(s.reaped.d))
 }

@@ -67,6 +67,59 @@ type poolBench struct {
 
 	mu      sync.Mutex
 	daemons map[*mrtdtest.Daemon]bool // running mrtds, stopped at cleanup
+	logs    map[*mrtdtest.Daemon]*logTimes
+}
+
+// logTimes records when bench read lines of an mrtd's log (mrtdtest's
+// CopyTo, a line at a time, as it reads them): the last of each message,
+// by worker (-1 for a line of no worker).
+type logTimes struct {
+	mu sync.Mutex
+	at map[logKey]time.Time
+}
+
+type logKey struct {
+	msg    string
+	worker int
+}
+
+func (l *logTimes) Write(line []byte) (int, error) {
+	now := time.Now()
+	var e struct {
+		Msg    string `json:"msg"`
+		Worker *int   `json:"worker"`
+	}
+	if json.Unmarshal(line, &e) == nil && e.Msg != "" {
+		k := logKey{e.Msg, -1}
+		if e.Worker != nil {
+			k.worker = *e.Worker
+		}
+		l.mu.Lock()
+		if l.at == nil {
+			l.at = map[logKey]time.Time{}
+		}
+		l.at[k] = now
+		l.mu.Unlock()
+	}
+	return len(line), nil
+}
+
+// last returns when the last line msg of worker (-1: of none) was read.
+func (l *logTimes) last(msg string, worker int) (time.Time, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t, ok := l.at[logKey{msg, worker}]
+	return t, ok
+}
+
+// logTimesOf returns the log times of d, started by p.
+func (p *poolBench) logTimesOf(d *mrtdtest.Daemon) *logTimes {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if lt := p.logs[d]; lt != nil {
+		return lt
+	}
+	return &logTimes{}
 }
 
 // resRow is one line of the pool resources table.
@@ -190,15 +243,30 @@ func (p *poolBench) startFigures(sizes []int) ([]row, []*samples, error) {
 		}
 		m := &samples{name: fmt.Sprintf("mrtd --workers %d: all running", size)}
 		r := &samples{name: fmt.Sprintf("%d x runc run -d, at once", size)}
+		setup := &samples{name: fmt.Sprintf("mrtd --workers %d: 'starting workers'", size)}
+		measured := -1 // the first round is a warm-up
 		err = interleave(1, reps,
-			series2(m, func() (time.Duration, error) { return p.mrtdStart(size) }),
+			series2(m, func() (time.Duration, error) {
+				measured++
+				d, t, err := p.start(size)
+				if err != nil {
+					return 0, err
+				}
+				// mrtd's own setup: until it logs that it starts the
+				// workers.
+				if at, ok := p.logTimesOf(d).last("starting workers", -1); ok && measured > 0 {
+					setup.add(at.Sub(d.Started))
+				}
+				return t, p.stop(d)
+			}),
 			series2(r, func() (time.Duration, error) { return p.rawStart(bundles) }),
 		)
 		if err != nil {
 			return nil, nil, err
 		}
-		series = append(series, m, r)
+		series = append(series, m, r, setup)
 		p.i11().start[size] = [2]*samples{m, r}
+		p.i11().startSetup[size] = setup
 		rows = append(rows, row{
 			figure: fmt.Sprintf("pool start, %d worker%s", size, plural(size)), value: m.median(),
 			floor: r.median(), floorWhat: fmt.Sprintf("%d x runc run -d", size),
@@ -245,12 +313,17 @@ func (p *poolBench) startInstance(instance string, size int, extra ...string) (*
 	if *verbose {
 		fmt.Fprintf(os.Stderr, "+ %s\n", strings.Join(cmd.Args, " "))
 	}
-	d, err := mrtdtest.Start(cmd, mrtdtest.Options{})
+	lt := &logTimes{}
+	d, err := mrtdtest.Start(cmd, mrtdtest.Options{CopyTo: lt})
 	if err != nil {
 		return nil, 0, err
 	}
 	p.mu.Lock()
 	p.daemons[d] = true
+	if p.logs == nil {
+		p.logs = map[*mrtdtest.Daemon]*logTimes{}
+	}
+	p.logs[d] = lt
 	p.mu.Unlock()
 	at, err := d.WaitFor(startTimeout, func(s *mrtdtest.State) bool { return s.Running() == size })
 	if err != nil {
@@ -265,6 +338,7 @@ func (p *poolBench) stop(d *mrtdtest.Daemon) error {
 	err := d.Stop(stopTimeout)
 	p.mu.Lock()
 	delete(p.daemons, d)
+	delete(p.logs, d)
 	p.mu.Unlock()
 	if err != nil {
 		st := d.Snapshot()

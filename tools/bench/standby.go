@@ -189,18 +189,19 @@ func quiet(d *mrtdtest.Daemon, timeout time.Duration) error {
 }
 
 // kill kills worker w's init and returns the time until its replacement
-// runs. A counted sample is missed when the replacement was not a process
-// alive before the kill (the standby's init).
-func (sb *standbyPool) kill(w int, counted bool) (time.Duration, error) {
+// runs. A measured sample (split not nil, its parts added to it) is
+// missed when the replacement was not a process alive before the kill
+// (the standby's init).
+func (sb *standbyPool) kill(w int, split *restartSplit) (time.Duration, error) {
 	before := map[int]bool{}
 	for _, pid := range mrtdtest.LiveChildren(sb.d.Pid) {
 		before[pid] = true
 	}
-	t, err := sb.p.killWorker(sb.d, w)
+	t, err := sb.p.killWorker(sb.d, w, split)
 	if err != nil {
 		return 0, err
 	}
-	if pid := sb.d.Snapshot().Pids[w]; counted && !before[pid] {
+	if pid := sb.d.Snapshot().Pids[w]; split != nil && !before[pid] {
 		sb.missed++
 	}
 	return t, nil
