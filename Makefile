@@ -226,8 +226,9 @@ e2e: e2e-deps e2e-rootfs $(BUILD)/runc bin/mrtd
 		MRTD_RUNC=$(CURDIR)/$(BUILD)/runc MRTD_BIN=$(CURDIR)/bin/mrtd \
 		$(GO) test -race -count=1 -timeout 30m -run 'Image|Gearman' ./e2e/
 
-## bench: ratios against raw runc, measured in the same run (BENCH_FLAGS="-n 10" for fewer runs;
-## "-image-only" for the image figures). The image figures need docker-registry,
+## bench: ratios against raw runc, measured in the same run, ending with issue 11's table
+## (BENCH_FLAGS="-n 10" for fewer runs; "-issue11-only" for that table alone, "-standby-only"
+## for the --standby figures, "-image-only" for the image figures). The image figures need docker-registry,
 ## skopeo and umoci: bench-deps installs them as root; as a user without them,
 ## bench says so and skips those figures.
 BENCH_DEB_PACKAGES := docker-registry skopeo umoci
