@@ -7,7 +7,8 @@
 //
 //   - warm start: `mrtd run -- /bin/true` with a warm cache vs. `runc run` of
 //     a bundle whose config.json is what mrtd writes (container.Spec with the
-//     same options), interleaved;
+//     same options), interleaved, with the same at debug level, whose
+//     "starting container" line splits mrtd's setup from the run;
 //   - cold extraction: a run with a fresh cache minus the warm start vs.
 //     `zstd -dc ARCHIVE | tar -x` into the same filesystem;
 //   - proportionality: a warm start with the ~100 MB embedded rootfs vs. one
@@ -394,9 +395,24 @@ func (b *bench) runFigures() ([]row, []*samples, error) {
 	runcWarm := &samples{name: "runc run (same config.json)"}
 	mrtdUnconf := &samples{name: "mrtd run --seccomp unconfined (warm)"}
 	runcUnconf := &samples{name: "runc run (same, no seccomp)"}
+	// The same at debug level, which logs "starting container" just
+	// before runc run: where mrtd's time goes.
+	mrtdDebug := &samples{name: "mrtd run --log-level debug (warm)"}
+	debugSetup := &samples{name: "mrtd run: until 'starting container'"}
 	ss := []series{
 		series2(mrtdWarm, func() (time.Duration, error) { return b.mrtdRun(b.cacheMain) }),
 		series2(runcWarm, func() (time.Duration, error) { return b.floorRun(b.floorBundle) }),
+		series2(mrtdDebug, func() (time.Duration, error) {
+			start := time.Now()
+			t, err := b.mrtdRun(b.cacheMain, "--log-level", "debug")
+			if err != nil {
+				return 0, err
+			}
+			if at, ok := b.loggedTime("starting container"); ok {
+				debugSetup.add(at.Sub(start))
+			}
+			return t, nil
+		}),
 	}
 	if !*issue11Only {
 		ss = append(ss,
@@ -409,8 +425,11 @@ func (b *bench) runFigures() ([]row, []*samples, error) {
 	if err := interleave(*warmup, *n, ss...); err != nil {
 		return nil, nil, err
 	}
-	b.i11().warm, b.i11().warmFloor = mrtdWarm, runcWarm
-	out = append(out, mrtdWarm, runcWarm)
+	// The warm-up rounds logged too.
+	debugSetup.d = debugSetup.d[max(0, len(debugSetup.d)-*n):]
+	i := b.i11()
+	i.warm, i.warmFloor, i.warmDebug, i.warmSetup = mrtdWarm, runcWarm, mrtdDebug, debugSetup
+	out = append(out, mrtdWarm, runcWarm, mrtdDebug, debugSetup)
 	rows = append(rows, row{
 		figure: "warm start, /bin/true", value: mrtdWarm.median(),
 		floor: runcWarm.median(), floorWhat: "runc run",
@@ -788,6 +807,27 @@ func syncfsTime(dir string) (time.Duration, error) {
 // loggedExtraction reads the extraction time mrtd logged on its last run.
 func (b *bench) loggedExtraction() (time.Duration, bool) {
 	return b.loggedDuration("rootfs extracted")
+}
+
+// loggedTime reads the time of the first log line msg of mrtd's last
+// run (mrtd's clock, the same wall clock as bench's).
+func (b *bench) loggedTime(msg string) (time.Time, bool) {
+	f, err := os.Open(b.logFile.Name())
+	if err != nil {
+		return time.Time{}, false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var e struct {
+			Msg  string    `json:"msg"`
+			Time time.Time `json:"time"`
+		}
+		if json.Unmarshal(sc.Bytes(), &e) == nil && e.Msg == msg && !e.Time.IsZero() {
+			return e.Time, true
+		}
+	}
+	return time.Time{}, false
 }
 
 // loggedDuration reads the duration of the first log line msg of mrtd's
