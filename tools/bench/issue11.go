@@ -52,9 +52,8 @@ type issue11 struct {
 	cold, coldFloor, coldLogged, coldFloorSync *samples
 	coldWarm                                   time.Duration
 	start                                      map[int][2]*samples // mrtd, floor by size
-	// startSetup is, by size, the time until mrtd logged "starting
-	// workers".
-	startSetup                 map[int]*samples
+	// startSplit is, by size, where a pool start's time goes.
+	startSplit                 map[int]startSplit
 	restartStandby             *samples
 	restartPlain, restartFloor *samples
 	// The restarts' parts, by mrtd's log.
@@ -74,7 +73,7 @@ type issue11 struct {
 // i11 returns issue 11's figures, made on first use.
 func (b *bench) i11() *issue11 {
 	if b.issue == nil {
-		b.issue = &issue11{start: map[int][2]*samples{}, startSetup: map[int]*samples{}}
+		b.issue = &issue11{start: map[int][2]*samples{}, startSplit: map[int]startSplit{}}
 	}
 	return b.issue
 }
@@ -210,12 +209,14 @@ func (b *bench) printIssue11() {
 		fmt.Printf("  restart without standby: %s\n", i.restartPlainSplit.String())
 	}
 	for _, size := range issue11Sizes {
-		s, setup := i.start[size], i.startSetup[size]
-		if s[0] == nil || setup == nil || len(setup.d) == 0 {
+		s, split := i.start[size], i.startSplit[size]
+		if s[0] == nil || split.setup == nil || len(split.setup.d) == 0 {
 			continue
 		}
-		fmt.Printf("  pool start, %d worker%s: %s until mrtd logs \"starting workers\" (its setup, n %d), %s after it; the floor %s\n",
-			size, plural(size), ms(setup.median()), len(setup.d), ms(s[0].median()-setup.median()), ms(s[1].median()))
+		fmt.Printf("  pool start, %d worker%s: %s until mrtd logs \"starting workers\" (its setup, n %d), %s after it; the floor %s;\n",
+			size, plural(size), ms(split.setup.median()), len(split.setup.d), ms(s[0].median()-split.setup.median()), ms(s[1].median()))
+		fmt.Printf("    CPU: mrtd's own %s (its threads' schedstat) and the runc processes it reaped by the time all run %s (/proc stat, 10 ms ticks; n %d), the floor's runc processes %s (n %d)\n",
+			ms(split.self.median()), ms(split.children.median()), len(split.self.d), ms(split.floorCPU.median()), len(split.floorCPU.d))
 	}
 	if i.warmSetup != nil && len(i.warmSetup.d) > 0 {
 		fmt.Printf("  mrtd run -- /bin/true, warm: at debug level (%s, n %d), %s until mrtd logs \"starting container\" (its setup: the cache, the spec, the bundle), %s after it (runc run, the exit, the cleanup); runc run alone %s\n",

@@ -243,8 +243,16 @@ func (p *poolBench) startFigures(sizes []int) ([]row, []*samples, error) {
 		}
 		m := &samples{name: fmt.Sprintf("mrtd --workers %d: all running", size)}
 		r := &samples{name: fmt.Sprintf("%d x runc run -d, at once", size)}
-		setup := &samples{name: fmt.Sprintf("mrtd --workers %d: 'starting workers'", size)}
-		measured := -1 // the first round is a warm-up
+		// Where the time goes: mrtd's setup until it logs that it
+		// starts the workers; the CPU of mrtd itself and of the runc
+		// processes it reaped by the time all run, and the floor's.
+		split := startSplit{
+			setup:    &samples{name: fmt.Sprintf("mrtd --workers %d: 'starting workers'", size)},
+			self:     &samples{name: fmt.Sprintf("mrtd --workers %d: its own CPU", size)},
+			children: &samples{name: fmt.Sprintf("mrtd --workers %d: its runc's CPU", size)},
+			floorCPU: &samples{name: fmt.Sprintf("%d x runc run -d: CPU", size)},
+		}
+		measured, floorMeasured := -1, -1 // the first round is a warm-up
 		err = interleave(1, reps,
 			series2(m, func() (time.Duration, error) {
 				measured++
@@ -252,21 +260,34 @@ func (p *poolBench) startFigures(sizes []int) ([]row, []*samples, error) {
 				if err != nil {
 					return 0, err
 				}
-				// mrtd's own setup: until it logs that it starts the
-				// workers.
-				if at, ok := p.logTimesOf(d).last("starting workers", -1); ok && measured > 0 {
-					setup.add(at.Sub(d.Started))
+				self, selfErr := threadsCPU(d.Pid)
+				_, kids, kidsErr := cpuTicks(d.Pid)
+				if measured > 0 {
+					if at, ok := p.logTimesOf(d).last("starting workers", -1); ok {
+						split.setup.add(at.Sub(d.Started))
+					}
+					if selfErr == nil && kidsErr == nil {
+						split.self.add(self)
+						split.children.add(time.Duration(kids) * (time.Second / mrtdtest.ClockTicks))
+					}
 				}
 				return t, p.stop(d)
 			}),
-			series2(r, func() (time.Duration, error) { return p.rawStart(bundles) }),
+			series2(r, func() (time.Duration, error) {
+				floorMeasured++
+				cpu := split.floorCPU
+				if floorMeasured == 0 {
+					cpu = nil
+				}
+				return p.rawStart(bundles, cpu)
+			}),
 		)
 		if err != nil {
 			return nil, nil, err
 		}
-		series = append(series, m, r, setup)
+		series = append(series, m, r, split.setup, split.self, split.children, split.floorCPU)
 		p.i11().start[size] = [2]*samples{m, r}
-		p.i11().startSetup[size] = setup
+		p.i11().startSplit[size] = split
 		rows = append(rows, row{
 			figure: fmt.Sprintf("pool start, %d worker%s", size, plural(size)), value: m.median(),
 			floor: r.median(), floorWhat: fmt.Sprintf("%d x runc run -d", size),
@@ -453,10 +474,14 @@ func initPid(rb rawBundle) int {
 
 // rawStart times size `runc run -d` started at once, then removes the
 // containers (untimed).
-func (p *poolBench) rawStart(bundles []rawBundle) (time.Duration, error) {
+//
+// With cpu, it adds the CPU time of the runc processes (and of what they
+// waited for) to it: bench's children's, over the start.
+func (p *poolBench) rawStart(bundles []rawBundle, cpu *samples) (time.Duration, error) {
 	if stopping.Load() {
 		return 0, errInterrupted
 	}
+	before := childrenCPU()
 	errs := make([]error, len(bundles))
 	gate := make(chan struct{})
 	var wg sync.WaitGroup
@@ -472,6 +497,9 @@ func (p *poolBench) rawStart(bundles []rawBundle) (time.Duration, error) {
 	close(gate)
 	wg.Wait()
 	d := time.Since(start)
+	if cpu != nil {
+		cpu.add(childrenCPU() - before)
+	}
 	rmErr := p.rawRemove(bundles)
 	if err := errors.Join(errs...); err != nil {
 		return 0, err
@@ -479,8 +507,6 @@ func (p *poolBench) rawStart(bundles []rawBundle) (time.Duration, error) {
 	return d, rmErr
 }
 
-// rawRemove kills and deletes floor containers, reaping their inits (bench
-// is their subreaper).
 // rawRunDetached is the floor's sample: one raw runc run -d of rb, timed,
 // after the bundles of the last sample are deleted (untimed).
 func (p *poolBench) rawRunDetached(bundles []rawBundle, rb rawBundle) func() (time.Duration, error) {
@@ -497,6 +523,8 @@ func (p *poolBench) rawRunDetached(bundles []rawBundle, rb rawBundle) func() (ti
 	}
 }
 
+// rawRemove kills and deletes floor containers, reaping their inits (bench
+// is their subreaper).
 func (p *poolBench) rawRemove(bundles []rawBundle) error {
 	errs := make([]error, len(bundles))
 	sem := make(chan struct{}, 8)
@@ -619,6 +647,52 @@ func (p *poolBench) killRestart(d *mrtdtest.Daemon) (time.Duration, error) {
 		return 0, fmt.Errorf("waiting for worker 0 to run again: %w", err)
 	}
 	return at.Sub(start), nil
+}
+
+// startSplit is where a pool start's time goes.
+type startSplit struct {
+	// setup is the time until mrtd logged "starting workers"; self its
+	// own CPU until every worker ran, children that of the runc
+	// processes it had reaped by then; floorCPU that of the floor's runc
+	// processes.
+	setup, self, children, floorCPU *samples
+}
+
+// threadsCPU is the time pid's threads have run, in nanoseconds
+// (/proc/PID/task/*/schedstat), rather than stat's clock ticks.
+func threadsCPU(pid int) (time.Duration, error) {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	var total time.Duration
+	for _, e := range ents {
+		data, err := os.ReadFile(filepath.Join(dir, e.Name(), "schedstat"))
+		if err != nil {
+			continue // the thread exited
+		}
+		f := strings.Fields(string(data))
+		if len(f) == 0 {
+			continue
+		}
+		ns, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s/%s/schedstat: %v", dir, e.Name(), err)
+		}
+		total += time.Duration(ns)
+	}
+	return total, nil
+}
+
+// childrenCPU is the CPU time of bench's children it waited for, and of
+// theirs (getrusage RUSAGE_CHILDREN).
+func childrenCPU() time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_CHILDREN, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // runcResident counts runc processes on the host.
