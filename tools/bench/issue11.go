@@ -112,6 +112,9 @@ func (b *bench) issue11Only() error {
 	}
 	res, series = append(res, r...), append(series, s...)
 	b.printIssue11()
+	if *issue11Only {
+		b.noteExt4()
+	}
 	if len(res) > 0 {
 		fmt.Println()
 		printResTable(res)

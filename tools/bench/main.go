@@ -347,10 +347,8 @@ func (b *bench) measure() error {
 	}
 
 	printTable(rows)
-	if dev, ok := ext4NoJournal(b.tmp); ok && !*poolOnly {
-		fmt.Printf("note: %s is on ext4 without a journal (%s): for 1 to 6 minutes after many files are\n"+
-			"  deleted (an earlier bench run, tests), creating files there is several times slower\n"+
-			"  (ext4's recently_deleted), which inflates both sides of the cold-extraction rows alike.\n", tmpRoot(), dev)
+	if !*poolOnly {
+		b.noteExt4()
 	}
 	if len(res) > 0 {
 		fmt.Println()
@@ -370,6 +368,16 @@ func printSeries(series []*samples) {
 	fmt.Println("series (ms)                                   n     min  median     p90     max")
 	for _, s := range series {
 		s.print()
+	}
+}
+
+// noteExt4 says, when the work directory is on ext4 without a journal,
+// why its cold-extraction figures may vary from run to run.
+func (b *bench) noteExt4() {
+	if dev, ok := ext4NoJournal(b.tmp); ok {
+		fmt.Printf("note: %s is on ext4 without a journal (%s): for 1 to 6 minutes after many files are\n"+
+			"  deleted (an earlier bench run, tests), creating files there is several times slower\n"+
+			"  (ext4's recently_deleted), which inflates both sides of the cold-extraction rows alike.\n", tmpRoot(), dev)
 	}
 }
 
