@@ -21,7 +21,9 @@ package main
 //   - memory per standby: (the PSS of mrtd and of every process below it,
 //     with --standby) - (the same without), / the workers, for pools of
 //     standbyMemWorkers, standbyMemReps pools a side, alternating, each
-//     measured once every standby is ready and no runc command runs.
+//     measured once every standby is ready and no runc command runs; the
+//     standbys' inits are split into their anonymous memory and the runc
+//     binary's file pages, which all of them share.
 
 import (
 	"encoding/json"
@@ -32,6 +34,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -266,6 +269,10 @@ type poolPSS struct {
 	total int64 // mrtd and every process below it
 	mrtd  int64 // mrtd alone
 	inits int64 // the processes named runc:[2:INIT]: the standbys
+	// initsAnon and initsFile split inits into anonymous memory (each
+	// init's own) and file pages (the runc binary's text, shared by
+	// every init that maps it).
+	initsAnon, initsFile int64
 }
 
 // perStandby is the figure, in bytes: the difference of the medians'
@@ -274,9 +281,11 @@ func (m *standbyMem) perStandby() float64 {
 	return float64(medPSS(m.with, poolPSS.totalOf)-medPSS(m.without, poolPSS.totalOf)) / standbyMemWorkers
 }
 
-func (v poolPSS) totalOf() int64 { return v.total }
-func (v poolPSS) mrtdOf() int64  { return v.mrtd }
-func (v poolPSS) initsOf() int64 { return v.inits }
+func (v poolPSS) totalOf() int64     { return v.total }
+func (v poolPSS) mrtdOf() int64      { return v.mrtd }
+func (v poolPSS) initsOf() int64     { return v.inits }
+func (v poolPSS) initsAnonOf() int64 { return v.initsAnon }
+func (v poolPSS) initsFileOf() int64 { return v.initsFile }
 
 func medPSS(vs []poolPSS, f func(poolPSS) int64) int64 {
 	x := make([]int64, 0, len(vs))
@@ -303,9 +312,11 @@ func (m *standbyMem) detail() string {
 	for i := range m.without {
 		to = append(to, fmt.Sprintf("%.1f", mib(m.without[i].total)))
 	}
-	return fmt.Sprintf("(PSS of mrtd and all below it with --standby - without) / %d workers: %.2f MiB with (%s), %.2f MiB without (%s), medians of %d pools each; of it per standby, its init %.2f MiB, mrtd's own %+.2f MiB",
+	perInit := func(f func(poolPSS) int64) float64 { return mib(medPSS(m.with, f)) / standbyMemWorkers }
+	return fmt.Sprintf("(PSS of mrtd and all below it with --standby - without) / %d workers: %.2f MiB with (%s), %.2f MiB without (%s), medians of %d pools each;\n"+
+		"    of it per standby, its init (runc init waiting for runc start) %.2f MiB: %.2f MiB anonymous, its own, and %.2f MiB of file pages, the runc binary's, whose PSS is shared among all %d standbys (fewer MiB each in a larger pool); mrtd's own %+.2f MiB",
 		standbyMemWorkers, mib(medPSS(m.with, poolPSS.totalOf)), strings.Join(tw, " "), mib(medPSS(m.without, poolPSS.totalOf)), strings.Join(to, " "),
-		len(m.with), mib(medPSS(m.with, poolPSS.initsOf))/standbyMemWorkers, per(poolPSS.mrtdOf))
+		len(m.with), perInit(poolPSS.initsOf), perInit(poolPSS.initsAnonOf), perInit(poolPSS.initsFileOf), standbyMemWorkers, per(poolPSS.mrtdOf))
 }
 
 func (m *standbyMem) res() resRow {
@@ -384,6 +395,9 @@ func treePSS(pid int) (poolPSS, error) {
 				v.total += x
 				if c.Comm == initComm {
 					v.inits += x
+					anon, file := pssParts(c.Pid)
+					v.initsAnon += anon
+					v.initsFile += file
 				}
 			}
 			walk(c.Pid)
@@ -391,4 +405,29 @@ func treePSS(pid int) (poolPSS, error) {
 	}
 	walk(pid)
 	return v, nil
+}
+
+// pssParts reads Pss_Anon and Pss_File of pid's smaps_rollup, in bytes.
+func pssParts(pid int) (anon, file int64) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return 0, 0
+	}
+	for line := range strings.Lines(string(data)) {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		kb, err := strconv.ParseInt(f[1], 10, 64)
+		if err != nil {
+			continue
+		}
+		switch f[0] {
+		case "Pss_Anon:":
+			anon = kb << 10
+		case "Pss_File:":
+			file = kb << 10
+		}
+	}
+	return anon, file
 }
