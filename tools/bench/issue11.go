@@ -221,6 +221,17 @@ func (b *bench) printIssue11() {
 		fmt.Printf("    CPU: mrtd's own %s (its threads' schedstat) and the runc processes it reaped by the time all run %s (/proc stat, 10 ms ticks; n %d), the floor's runc processes %s (n %d)\n",
 			ms(split.self.median()), ms(split.children.median()), len(split.self.d), ms(split.floorCPU.median()), len(split.floorCPU.d))
 	}
+	if i.archive != nil && len(i.archive.d) > 0 && len(i.archive.d) == len(i.archiveFloor.d) {
+		// The target is within the spread of either side: the rounds,
+		// each of which ran both, compared one by one.
+		var d samples
+		for k := range i.archive.d {
+			d.add(i.archive.d[k] - i.archiveFloor.d[k])
+		}
+		fmt.Printf("  mrtd run --rootfs x.tar.zst - --rootfs DIR, round by round: median %s (quartiles %s, %s; n %d); the figures' own spread (p90 - min) is %s and %s\n",
+			signedMs(d.median()), signedMs(d.quantile(0.25)), signedMs(d.quantile(0.75)), len(d.d),
+			ms(i.archive.quantile(0.9)-i.archive.sorted()[0]), ms(i.archiveFloor.quantile(0.9)-i.archiveFloor.sorted()[0]))
+	}
 	if i.warmSetup != nil && len(i.warmSetup.d) > 0 {
 		fmt.Printf("  mrtd run -- /bin/true, warm: at debug level (%s, n %d), %s until mrtd logs \"starting container\" (its setup: the cache, the spec, the bundle), %s after it (runc run, the exit, the cleanup); runc run alone %s\n",
 			ms(i.warmDebug.median()), len(i.warmDebug.d), ms(i.warmSetup.median()), ms(i.warmDebug.median()-i.warmSetup.median()), ms(i.warmFloor.median()))
@@ -244,4 +255,12 @@ func (s restartSplit) String() string {
 	}
 	return fmt.Sprintf("kill -> \"worker exited\" logged %s, then -> \"worker running\" %s (n %d)",
 		ms(s.reaped.median()), ms(s.started.median()), len(s.reaped.d))
+}
+
+// signedMs is ms with a sign.
+func signedMs(d time.Duration) string {
+	if d >= 0 {
+		return "+" + ms(d)
+	}
+	return ms(d)
 }
