@@ -46,6 +46,9 @@ type issue11 struct {
 	// mrtd logged "starting container".
 	warmDebug, warmSetup  *samples
 	archive, archiveFloor *samples
+	// archiveSetup and archiveFloorSetup are the same at debug level,
+	// until mrtd logged "starting container".
+	archiveSetup, archiveFloorSetup *samples
 	// cold is the first run with an empty cache; coldLogged the
 	// extraction mrtd logged in it; coldFloorSync a syncfs after the
 	// floor; coldWarm the warm start's median.
@@ -228,9 +231,17 @@ func (b *bench) printIssue11() {
 		for k := range i.archive.d {
 			d.add(i.archive.d[k] - i.archiveFloor.d[k])
 		}
-		fmt.Printf("  mrtd run --rootfs x.tar.zst - --rootfs DIR, round by round: median %s (quartiles %s, %s; n %d); the figures' own spread (p90 - min) is %s and %s\n",
+		fmt.Printf("  mrtd run --rootfs x.tar.zst - --rootfs DIR, round by round: median %s (quartiles %s, %s; n %d); the figures' own spread (p90 - min) is %s and %s;\n",
 			signedMs(d.median()), signedMs(d.quantile(0.25)), signedMs(d.quantile(0.75)), len(d.d),
 			ms(i.archive.quantile(0.9)-i.archive.sorted()[0]), ms(i.archiveFloor.quantile(0.9)-i.archiveFloor.sorted()[0]))
+		if a, f := i.archiveSetup, i.archiveFloorSetup; a != nil && len(a.d) > 0 && len(a.d) == len(f.d) {
+			var sd samples
+			for k := range a.d {
+				sd.add(a.d[k] - f.d[k])
+			}
+			fmt.Printf("    the part that differs, mrtd's setup until \"starting container\" (debug level): %s with the archive, %s with DIR, round by round %s (quartiles %s, %s; n %d)\n",
+				ms(a.median()), ms(f.median()), signedMs(sd.median()), signedMs(sd.quantile(0.25)), signedMs(sd.quantile(0.75)), len(sd.d))
+		}
 	}
 	if i.warmSetup != nil && len(i.warmSetup.d) > 0 {
 		fmt.Printf("  mrtd run -- /bin/true, warm: at debug level (%s, n %d), %s until mrtd logs \"starting container\" (its setup: the cache, the spec, the bundle), %s after it (runc run, the exit, the cleanup); runc run alone %s\n",
