@@ -92,12 +92,12 @@ func Run(ctx context.Context, opts Options) error {
 	var notify *systemd.Notifier
 	if systemd.NotifyEnabled() {
 		notify = systemd.NewNotifier(log.WithName("systemd"), pc.Workers)
-		hooks = append(hooks, func(ev pool.Event) { notify.Worker(ev.ContainerID, workerState(ev)) })
+		hooks = append(hooks, func(ev pool.Event) { notify.Worker(ev.Name, workerState(ev)) })
 		if health != nil {
 			// READY=1 once every worker is healthy (Notify=healthy).
 			notify.WaitHealthy()
 			healthHooks = append(healthHooks, func(ev pool.HealthEvent) {
-				notify.Health(ev.ContainerID, ev.Health == pool.HealthHealthy)
+				notify.Health(ev.Name, ev.Health == pool.HealthHealthy)
 			})
 		}
 	}

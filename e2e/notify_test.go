@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -70,6 +71,25 @@ func TestPoolNotifiesSystemd(t *testing.T) {
 		case <-time.After(30 * time.Second):
 			t.Fatal("no watchdog pings")
 		}
+	}
+	// A worker killed twice: restarted, the second time in its second
+	// container id, and to systemd still one of the 3 workers.
+	for restarts := 1; restarts <= 2; restarts++ {
+		pid := p.Snapshot().Pids[1]
+		syscall.Kill(pid, syscall.SIGKILL)
+		want := fmt.Sprintf("STATUS=3/3 workers running, %d restarts", restarts)
+		for seen := false; !seen; {
+			select {
+			case m := <-msgs:
+				if strings.Contains(m, "STATUS=4/3") {
+					t.Errorf("a restarted worker counted twice: %q", m)
+				}
+				seen = strings.Contains(m, want)
+			case <-time.After(30 * time.Second):
+				t.Fatalf("no %q after killing worker 1", want)
+			}
+		}
+		p.WaitLog(t, `"msg":"worker running"`, 3+restarts)
 	}
 	// A reload: RELOADING=1 with MONOTONIC_USEC, then READY=1.
 	p.Signal(syscall.SIGHUP)
