@@ -71,6 +71,8 @@ type issue11 struct {
 	// standbySkip says why the standby figures were not measured.
 	standbySkip string
 	mem         *standbyMem
+	// memLarge is the same for a larger pool, for information.
+	memLarge *standbyMem
 }
 
 // i11 returns issue 11's figures, made on first use.
@@ -88,8 +90,8 @@ func (b *bench) issue11Only() error {
 	if *standbyOnly {
 		what = "the --standby figures"
 	}
-	fmt.Printf("measuring %s only: pool workers run %q; restarts %d runs (%d warm-up); memory %d pools a side of %d workers\n",
-		what, strings.Join(poolCommand, " "), *n, *warmup, standbyMemReps, standbyMemWorkers)
+	fmt.Printf("measuring %s only: pool workers run %q; restarts %d runs (%d warm-up); memory %d pools a side of %d and of %d workers\n",
+		what, strings.Join(poolCommand, " "), *n, *warmup, standbyMemReps, standbyMemWorkers, standbyMemLarge)
 	fmt.Println()
 	var series []*samples
 	var res []resRow
@@ -173,7 +175,7 @@ func (b *bench) printIssue11() {
 	}
 	if i.mem != nil {
 		mem.value = fmt.Sprintf("%.2f MiB", i.mem.perStandby()/(1<<20))
-		mem.floor = fmt.Sprintf("%d workers without --standby", standbyMemWorkers)
+		mem.floor = fmt.Sprintf("%d workers without --standby", i.mem.workers)
 		mem.n = fmt.Sprintf("%d/%d", len(i.mem.with), len(i.mem.without))
 		mem.result = "reported"
 	}
@@ -247,8 +249,10 @@ func (b *bench) printIssue11() {
 		fmt.Printf("  mrtd run -- /bin/true, warm: at debug level (%s, n %d), %s until mrtd logs \"starting container\" (its setup: the cache, the spec, the bundle), %s after it (runc run, the exit, the cleanup); runc run alone %s\n",
 			ms(i.warmDebug.median()), len(i.warmDebug.d), ms(i.warmSetup.median()), ms(i.warmDebug.median()-i.warmSetup.median()), ms(i.warmFloor.median()))
 	}
-	if i.mem != nil {
-		fmt.Printf("  memory per standby: %s\n", i.mem.detail())
+	for _, m := range []*standbyMem{i.mem, i.memLarge} {
+		if m != nil {
+			fmt.Printf("  memory per standby, %d workers: %.2f MiB, %s\n", m.workers, m.perStandby()/(1<<20), m.detail())
+		}
 	}
 	if i.cold != nil && len(i.cold.d) > 0 && len(i.coldLogged.d) > 0 {
 		rest := i.cold.median() - i.coldLogged.median()

@@ -20,7 +20,8 @@ package main
 //     the same rounds;
 //   - memory per standby: (the PSS of mrtd and of every process below it,
 //     with --standby) - (the same without), / the workers, for pools of
-//     standbyMemWorkers, standbyMemReps pools a side, alternating, each
+//     standbyMemWorkers (and standbyMemLarge, for information),
+//     standbyMemReps pools a side, alternating, each
 //     measured once every standby is ready and no runc command runs; the
 //     standbys' inits are split into their anonymous memory and the runc
 //     binary's file pages, which all of them share.
@@ -51,8 +52,11 @@ const (
 	// pool's poolInstance.
 	standbyInstance = "bench-standby"
 	// standbyMemWorkers is the pool size of the memory figure, and
-	// standbyMemReps its pools a side.
+	// standbyMemReps its pools a side; standbyMemLarge a larger pool's,
+	// measured the same way for information: the runc binary's pages are
+	// shared among the standbys.
 	standbyMemWorkers = 4
+	standbyMemLarge   = 16
 	standbyMemReps    = 3
 	// standbyReadyTimeout bounds the wait for every standby of a pool
 	// just started, and settleTimeout that before a sample.
@@ -250,17 +254,27 @@ func (b *bench) standbyFigures() ([]row, []resRow, []*samples, error) {
 	if why := b.i11().standbySkip; why != "" {
 		return rows, []resRow{{figure: "memory per standby (PSS)", value: "-", target: "reported", detail: "skipped: " + why}}, series, nil
 	}
-	fmt.Fprintf(os.Stderr, "bench: memory per standby: %d workers with --standby vs. without (%d pools each) ...\n", standbyMemWorkers, standbyMemReps)
-	m, err := p.standbyMemory()
-	if err != nil {
-		return nil, nil, nil, err
+	var res []resRow
+	for _, size := range []int{standbyMemWorkers, standbyMemLarge} {
+		fmt.Fprintf(os.Stderr, "bench: memory per standby: %d workers with --standby vs. without (%d pools each) ...\n", size, standbyMemReps)
+		m, err := p.standbyMemory(size)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		if size == standbyMemWorkers {
+			b.i11().mem = m
+		} else {
+			b.i11().memLarge = m
+		}
+		res = append(res, m.res())
 	}
-	b.i11().mem = m
-	return rows, []resRow{m.res()}, series, nil
+	return rows, res, series, nil
 }
 
-// standbyMem is the memory figure's measurements: one per pool.
+// standbyMem is the memory figure's measurements, one per pool of
+// workers workers.
 type standbyMem struct {
+	workers       int
 	with, without []poolPSS
 }
 
@@ -278,7 +292,7 @@ type poolPSS struct {
 // perStandby is the figure, in bytes: the difference of the medians'
 // totals, per worker.
 func (m *standbyMem) perStandby() float64 {
-	return float64(medPSS(m.with, poolPSS.totalOf)-medPSS(m.without, poolPSS.totalOf)) / standbyMemWorkers
+	return float64(medPSS(m.with, poolPSS.totalOf)-medPSS(m.without, poolPSS.totalOf)) / float64(m.workers)
 }
 
 func (v poolPSS) totalOf() int64     { return v.total }
@@ -303,7 +317,7 @@ func medPSS(vs []poolPSS, f func(poolPSS) int64) int64 {
 func (m *standbyMem) detail() string {
 	mib := func(v int64) float64 { return float64(v) / (1 << 20) }
 	per := func(f func(poolPSS) int64) float64 {
-		return mib(medPSS(m.with, f)-medPSS(m.without, f)) / standbyMemWorkers
+		return mib(medPSS(m.with, f)-medPSS(m.without, f)) / float64(m.workers)
 	}
 	var tw, to []string
 	for i := range m.with {
@@ -312,29 +326,29 @@ func (m *standbyMem) detail() string {
 	for i := range m.without {
 		to = append(to, fmt.Sprintf("%.1f", mib(m.without[i].total)))
 	}
-	perInit := func(f func(poolPSS) int64) float64 { return mib(medPSS(m.with, f)) / standbyMemWorkers }
+	perInit := func(f func(poolPSS) int64) float64 { return mib(medPSS(m.with, f)) / float64(m.workers) }
 	return fmt.Sprintf("(PSS of mrtd and all below it with --standby - without) / %d workers: %.2f MiB with (%s), %.2f MiB without (%s), medians of %d pools each;\n"+
 		"    of it per standby, its init (runc init waiting for runc start) %.2f MiB: %.2f MiB anonymous, its own, and %.2f MiB of file pages, the runc binary's, whose PSS is shared among all %d standbys (fewer MiB each in a larger pool); mrtd's own %+.2f MiB",
-		standbyMemWorkers, mib(medPSS(m.with, poolPSS.totalOf)), strings.Join(tw, " "), mib(medPSS(m.without, poolPSS.totalOf)), strings.Join(to, " "),
-		len(m.with), perInit(poolPSS.initsOf), perInit(poolPSS.initsAnonOf), perInit(poolPSS.initsFileOf), standbyMemWorkers, per(poolPSS.mrtdOf))
+		m.workers, mib(medPSS(m.with, poolPSS.totalOf)), strings.Join(tw, " "), mib(medPSS(m.without, poolPSS.totalOf)), strings.Join(to, " "),
+		len(m.with), perInit(poolPSS.initsOf), perInit(poolPSS.initsAnonOf), perInit(poolPSS.initsFileOf), m.workers, per(poolPSS.mrtdOf))
 }
 
 func (m *standbyMem) res() resRow {
 	return resRow{
-		figure: "memory per standby (PSS)", value: fmt.Sprintf("%.2f MiB", m.perStandby()/(1<<20)),
+		figure: fmt.Sprintf("memory per standby (PSS), %d workers", m.workers), value: fmt.Sprintf("%.2f MiB", m.perStandby()/(1<<20)),
 		target: "reported", detail: m.detail(),
 	}
 }
 
-// standbyMemory measures pools of standbyMemWorkers with --standby and
+// standbyMemory measures pools of size workers with --standby and
 // without, alternating.
-func (p *poolBench) standbyMemory() (*standbyMem, error) {
-	m := &standbyMem{}
+func (p *poolBench) standbyMemory(size int) (*standbyMem, error) {
+	m := &standbyMem{workers: size}
 	for range standbyMemReps {
 		for _, standby := range []bool{true, false} {
 			var d *mrtdtest.Daemon
 			if standby {
-				sb, err := p.startStandby(standbyInstance, standbyMemWorkers)
+				sb, err := p.startStandby(standbyInstance, size)
 				if err != nil {
 					return nil, err
 				}
@@ -344,7 +358,7 @@ func (p *poolBench) standbyMemory() (*standbyMem, error) {
 				d = sb.d
 			} else {
 				var err error
-				if d, _, err = p.start(standbyMemWorkers); err != nil {
+				if d, _, err = p.start(size); err != nil {
 					return nil, err
 				}
 				if err := quiet(d, settleTimeout); err != nil {
