@@ -152,7 +152,9 @@ const (
 )
 
 // Validate checks c and returns a *UsageError naming the first problem and
-// its fix.
+// its fix. It makes a relative cache or runtime dir absolute: runc reads
+// the rootfs path from a bundle elsewhere, and the dirs are checked up to
+// "/".
 func (c *Config) Validate() error {
 	// An image brings its own command (Entrypoint and Cmd).
 	if c.Image == "" && (len(c.Args) == 0 || c.Args[0] == "") {
@@ -163,6 +165,13 @@ func (c *Config) Validate() error {
 	}
 	if c.RuntimeDir == "" {
 		return usagef("no runtime dir: set XDG_RUNTIME_DIR, or pass --runtime-dir")
+	}
+	for _, d := range []*string{&c.CacheDir, &c.RuntimeDir} {
+		abs, err := filepath.Abs(*d)
+		if err != nil {
+			return usagef("%s: %v: pass an absolute path", *d, err)
+		}
+		*d = abs
 	}
 	switch c.Network {
 	case NetworkHost, NetworkNone:

@@ -110,6 +110,20 @@ func TestValidate(t *testing.T) {
 	}
 }
 
+func TestValidateMakesDirsAbsolute(t *testing.T) {
+	t.Chdir(t.TempDir())
+	wd, _ := os.Getwd()
+	c, _ := Default(1000, func(k string) string { return map[string]string{"HOME": "/home/u"}[k] })
+	c.Args = []string{"true"}
+	c.CacheDir, c.RuntimeDir = "cache", "./run"
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.CacheDir != filepath.Join(wd, "cache") || c.RuntimeDir != filepath.Join(wd, "run") {
+		t.Errorf("cache dir %q, runtime dir %q; want them under %s", c.CacheDir, c.RuntimeDir, wd)
+	}
+}
+
 func TestPoolValidate(t *testing.T) {
 	dir := t.TempDir()
 	for _, tc := range []struct {

@@ -64,7 +64,11 @@ func CheckUserNamespaces(procSys string, rootless bool) error {
 // (and no capabilities over the path) cannot reach dir: runc, started as
 // root, mounts the rootfs from inside the user namespace, as that uid.
 func CheckReachable(dir string, uid, gid uint32) error {
-	p := filepath.Clean(dir)
+	// Absolute: the walk up ends at "/".
+	p, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
 	for {
 		var st syscall.Stat_t
 		if err := syscall.Stat(p, &st); err != nil {
@@ -101,7 +105,12 @@ func CheckRecursiveReadOnly() error {
 // mrtd run by root uses it for the unprivileged uid container root maps to.
 // ACLs are not consulted.
 func CheckReadable(p string, uid, gid uint32) error {
-	p = filepath.Clean(p)
+	// Absolute: the walk up below ends at "/" (filepath.Dir of a relative
+	// path ends at ".", for ever).
+	p, err := filepath.Abs(p)
+	if err != nil {
+		return err
+	}
 	var st syscall.Stat_t
 	if err := syscall.Stat(p, &st); err != nil {
 		return err

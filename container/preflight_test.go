@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestCheckUserNamespaces(t *testing.T) {
@@ -59,5 +60,38 @@ func TestCheckReachable(t *testing.T) {
 	}
 	if err := CheckReachable(closed, 65534, 65534); err == nil || !strings.Contains(err.Error(), "mode 0700") {
 		t.Errorf("closed tree: error %v, want one naming mode 0700", err)
+	}
+}
+
+// A relative path is checked as the absolute one: the walk up to "/" used
+// to loop for ever on filepath.Dir(".").
+func TestCheckRelative(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "share"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(dir)
+	uid, gid := uint32(os.Getuid()), uint32(os.Getgid())
+	done := make(chan error, 1)
+	go func() { done <- CheckReadable("share", uid, gid) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("CheckReadable(share) = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("CheckReadable of a relative path did not return")
+	}
+	go func() { done <- CheckReachable("share", uid, gid) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("CheckReachable(share) = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("CheckReachable of a relative path did not return")
+	}
+	if err := CheckReadable("missing", uid, gid); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("CheckReadable(missing) = %v, want not found", err)
 	}
 }
