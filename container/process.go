@@ -224,10 +224,10 @@ func (rt *Runtime) Delete(ctx context.Context, p *Process) error {
 	return nil
 }
 
-// RemoveStale kills and deletes every container whose id starts with prefix,
+// RemoveStale kills and deletes every container whose id owned accepts,
 // and its bundle: what a daemon that crashed left behind. It returns the ids
 // removed.
-func (rt *Runtime) RemoveStale(ctx context.Context, prefix string) ([]string, error) {
+func (rt *Runtime) RemoveStale(ctx context.Context, owned func(id string) bool) ([]string, error) {
 	ents, err := os.ReadDir(rt.StateDir())
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, &RuntimeDirError{Dir: rt.Dir, Err: err}
@@ -235,7 +235,7 @@ func (rt *Runtime) RemoveStale(ctx context.Context, prefix string) ([]string, er
 	var removed []string
 	for _, e := range ents {
 		id := e.Name()
-		if !strings.HasPrefix(id, prefix) {
+		if !owned(id) {
 			continue
 		}
 		c := rt.client("")
@@ -248,7 +248,7 @@ func (rt *Runtime) RemoveStale(ctx context.Context, prefix string) ([]string, er
 	// Bundles whose container never started.
 	bents, _ := os.ReadDir(rt.BundlesDir())
 	for _, e := range bents {
-		if strings.HasPrefix(e.Name(), prefix) {
+		if owned(e.Name()) {
 			os.RemoveAll(filepath.Join(rt.BundlesDir(), e.Name()))
 		}
 	}

@@ -423,3 +423,21 @@ func TestPoolSurvivesClosedLog(t *testing.T) {
 	}
 	p.StopCleanly(t, d)
 }
+
+// TestPoolInstancesSharingAPrefix: an instance's start removes only its own
+// leftovers, not the live workers of an instance whose name starts with
+// its name and a dash.
+func TestPoolInstancesSharingAPrefix(t *testing.T) {
+	e := needIntegration(t)
+	d := e.NewDirs(t)
+	longer := e.StartDaemon(t, d, e.DaemonArgs(d, "--workers", "1", "--instance", "mrtd-b", "--", "/bin/probe", "pause")...)
+	pid := longer.Running(t, 1)[0]
+	p := e.StartDaemon(t, d, e.DaemonArgs(d, "--workers", "1", "--", "/bin/probe", "pause")...)
+	p.Running(t, 1)
+	if !mrtdtest.Alive(pid) || strings.Contains(p.Log(), "mrtd-b-0") {
+		t.Errorf("starting instance mrtd removed instance mrtd-b's worker (pid %d alive: %v):\n%s", pid, mrtdtest.Alive(pid), p.Log())
+	}
+	p.Terminate(t)
+	longer.Terminate(t)
+	mrtdtest.AssertClean(t, d)
+}

@@ -153,9 +153,9 @@ type fakeRuntime struct {
 	startedErr error                     // every StartCreated fails with it
 	stale      []string
 	staleErr   error
-	stalePfx   []string // RemoveStale's prefixes, by call
-	startedPre int      // containers started before RemoveStale was called
-	deleting   int      // Delete calls entered
+	staleOwned []func(string) bool // RemoveStale's owned, by call
+	startedPre int                 // containers started before RemoveStale was called
+	deleting   int                 // Delete calls entered
 	holdDelete chan struct{}
 	// exec, when set, answers Exec (health checks); otherwise every
 	// command exits 0. execs counts the calls, by id.
@@ -277,10 +277,10 @@ func (r *fakeRuntime) Delete(ctx context.Context, proc Process) error {
 	return nil
 }
 
-func (r *fakeRuntime) RemoveStale(ctx context.Context, prefix string) ([]string, error) {
+func (r *fakeRuntime) RemoveStale(ctx context.Context, owned func(id string) bool) ([]string, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.stalePfx = append(r.stalePfx, prefix)
+	r.staleOwned = append(r.staleOwned, owned)
 	for _, ps := range r.procs {
 		r.startedPre += len(ps)
 	}

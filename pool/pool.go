@@ -172,6 +172,23 @@ func (p *Pool) status(st supervisor.Status) Status {
 	}
 }
 
+// owns reports whether id is one of the instance's container ids,
+// <instance>-<index> or <instance>-<index>.1: not another instance's
+// whose name starts with this one's and a dash ("api" and "api-v2").
+func (p *Pool) owns(id string) bool {
+	rest, ok := strings.CutPrefix(id, p.cfg.Instance+"-")
+	rest = strings.TrimSuffix(rest, ".1")
+	if !ok || rest == "" {
+		return false
+	}
+	for _, c := range rest {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
 // ContainerID is the id (and hostname) of worker index of instance.
 func ContainerID(instance string, index int) string {
 	return instance + "-" + strconv.Itoa(index)
@@ -245,7 +262,7 @@ func (p *Pool) Run(ctx context.Context) error {
 			<-reaped
 		}()
 	}
-	removed, err := p.rt.RemoveStale(ctx, p.cfg.Instance+"-")
+	removed, err := p.rt.RemoveStale(ctx, p.owns)
 	for _, id := range removed {
 		p.log.Info("removed container left by an earlier mrtd", "containerId", id)
 	}

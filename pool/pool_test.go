@@ -250,10 +250,20 @@ func TestRemoveStale(t *testing.T) {
 		f.start(t)
 		f.running(t, 0, 0)
 		f.rt.mu.Lock()
-		prefixes, before := f.rt.stalePfx, f.rt.startedPre
+		calls, before := f.rt.staleOwned, f.rt.startedPre
 		f.rt.mu.Unlock()
-		if !slices.Equal(prefixes, []string{"api-"}) {
-			t.Errorf("RemoveStale called with %q, want once with %q", prefixes, "api-")
+		if len(calls) != 1 {
+			t.Fatalf("RemoveStale called %d times, want once", len(calls))
+		}
+		// Its own ids, both slots; not another instance's whose name
+		// starts with "api-".
+		for id, want := range map[string]bool{
+			"api-0": true, "api-7.1": true, "api-12": true,
+			"api-v2-0": false, "api-0-1": false, "api-": false, "api-.1": false, "api-1.2": false, "web-0": false, "api0": false,
+		} {
+			if got := calls[0](id); got != want {
+				t.Errorf("RemoveStale's owned(%q) = %v, want %v", id, got, want)
+			}
 		}
 		if before != 0 {
 			t.Errorf("%d containers started before RemoveStale", before)

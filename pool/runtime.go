@@ -25,9 +25,9 @@ type Runtime interface {
 	// Delete removes a container whose init has exited, once every line
 	// it printed went to its Output.
 	Delete(ctx context.Context, p Process) error
-	// RemoveStale removes the containers whose id starts with prefix that
+	// RemoveStale removes the containers whose id owned accepts that
 	// an earlier process left, and returns their ids.
-	RemoveStale(ctx context.Context, prefix string) ([]string, error)
+	RemoveStale(ctx context.Context, owned func(id string) bool) ([]string, error)
 	// Runc is the runc binary, which must stay in place.
 	Runc() string
 	// Exec runs args in the running container id as its command runs,
@@ -78,8 +78,8 @@ func (r runcRuntime) Delete(ctx context.Context, p Process) error {
 	return r.rt.Delete(ctx, p.(runcProcess).Process)
 }
 
-func (r runcRuntime) RemoveStale(ctx context.Context, prefix string) ([]string, error) {
-	return r.rt.RemoveStale(ctx, prefix)
+func (r runcRuntime) RemoveStale(ctx context.Context, owned func(id string) bool) ([]string, error) {
+	return r.rt.RemoveStale(ctx, owned)
 }
 
 func (r runcRuntime) Runc() string { return r.rt.Runc }
