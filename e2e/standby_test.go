@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -30,7 +31,7 @@ func standbyOf(t *testing.T, e *mrtdtest.Env, d mrtdtest.Dirs, w int, skip ...in
 				id += ".1"
 			}
 			pid, status := runcStateOf(t, d, id)
-			if status == "created" && pid > 0 && !contains(skip, pid) {
+			if status == "created" && pid > 0 && !slices.Contains(skip, pid) {
 				return pid, id, st.Pid
 			}
 		}
@@ -39,15 +40,6 @@ func standbyOf(t *testing.T, e *mrtdtest.Env, d mrtdtest.Dirs, w int, skip ...in
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-func contains(s []int, v int) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // runcStateOf reads runc's state file of container id: its init's pid and

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"os"
 	"reflect"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -48,21 +48,7 @@ type standby struct {
 	// and it was not started (its init may have died since).
 	proc Process
 
-	mu    sync.Mutex
-	ready bool // a created container waits
-}
-
-func (sb *standby) setReady(r bool) {
-	sb.mu.Lock()
-	sb.ready = r
-	sb.mu.Unlock()
-}
-
-// isReady reports whether a created container waits.
-func (sb *standby) isReady() bool {
-	sb.mu.Lock()
-	defer sb.mu.Unlock()
-	return sb.ready
+	ready atomic.Bool // a created container waits
 }
 
 // keepStandby starts a standby of opts in slot, made once after (the
@@ -102,14 +88,14 @@ func (w *worker) runStandby(sb *standby, after <-chan struct{}) {
 				"worker", w.index, "containerId", id)
 			return
 		}
-		sb.setReady(true)
+		sb.ready.Store(true)
 		w.log.V(1).Info("standby ready", "worker", w.index, "containerId", id, "pid", proc.Pid())
 		select {
 		case <-sb.stop:
 			sb.proc = proc
 			return
 		case e := <-proc.Exited():
-			sb.setReady(false)
+			sb.ready.Store(false)
 			if err := p.rt.Delete(context.Background(), proc); err != nil {
 				w.log.Error(err, "deleting container", "containerId", id)
 			}

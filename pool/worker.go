@@ -74,7 +74,7 @@ func (w *worker) current() string {
 func (w *worker) state() (id string, fromStandby, standby bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.cur, w.fromStandby, w.sb != nil && w.sb.isReady()
+	return w.cur, w.fromStandby, w.sb != nil && w.sb.ready.Load()
 }
 
 // Serve runs the worker's container once. It implements supervisor.Service.
