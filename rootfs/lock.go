@@ -67,8 +67,14 @@ func flock(f *os.File, how int) error {
 }
 
 // Unlock releases the lock. It is safe to call on a nil lock.
+//
+// It unlocks before it closes: a flock belongs to the open file
+// description, which a child forked at that moment by another goroutine
+// (os/exec, os's pidfd probe) holds too until it execs or exits; closing
+// alone would leave the lock held that long.
 func (l *fileLock) Unlock() {
 	if l != nil && l.f != nil {
+		flock(l.f, unix.LOCK_UN)
 		l.f.Close()
 		l.f = nil
 	}
